@@ -1,0 +1,25 @@
+"""gsa_tutorial: the companion package of the GSA-Nets book.
+
+Group Equivariant Stand-Alone Self-Attention for Vision (Romero & Cordonnier, ICLR 2021),
+built up chapter by chapter: groups and actions, invariant positional encodings, lifting and
+group self-attention, GSA-Nets, data sets and training. Importing it is light: matplotlib is
+only imported by :mod:`gsa_tutorial.plotting`.
+"""
+
+from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup, get_group
+from .actions import act_on_coordinates, act_on_image, act_on_lifted, pixel_coordinates
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GROUP_NAMES",
+    "Group",
+    "TrivialGroup",
+    "CyclicGroup",
+    "DihedralGroup",
+    "get_group",
+    "act_on_coordinates",
+    "act_on_image",
+    "act_on_lifted",
+    "pixel_coordinates",
+]
