@@ -8,6 +8,8 @@ only imported by :mod:`gsa_tutorial.plotting`.
 
 from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup, get_group
 from .actions import act_on_coordinates, act_on_image, act_on_lifted, pixel_coordinates
+from .attention import GroupSelfAttention, LiftingSelfAttention, RelativeSelfAttention
+from .testing import assert_equivariant, equivariance_error
 
 __version__ = "0.1.0"
 
@@ -22,4 +24,9 @@ __all__ = [
     "act_on_image",
     "act_on_lifted",
     "pixel_coordinates",
+    "RelativeSelfAttention",
+    "LiftingSelfAttention",
+    "GroupSelfAttention",
+    "equivariance_error",
+    "assert_equivariant",
 ]
