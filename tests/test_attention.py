@@ -1,0 +1,237 @@
+"""The attention layers: match the loop references, exact equivariance, errors on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gsa_tutorial import GroupSelfAttention, act_on_image, act_on_lifted, LiftingSelfAttention, RelativeSelfAttention, assert_equivariant, get_group
+from gsa_tutorial.testing import equivariance_error, translation_error
+
+from attention_reference import group_reference, lifting_reference
+
+torch.set_default_dtype(torch.float64)
+
+
+def lifted_input(group: str, size: int, channels: int = 3, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, channels, get_group(group).order, size, size, generator=gen)
+
+
+def image_input(size: int, channels: int = 3, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def make(cls, group, window, heads=2, cin=3, cout=4, seed=0, **kw):
+    torch.manual_seed(seed)
+    if cls is RelativeSelfAttention:
+        return cls(cin, cout, heads=heads, window=window, **kw).double()
+    return cls(cin, cout, group=group, heads=heads, window=window, **kw).double()
+
+
+# ---- the fast layers compute the formulas ------------------------------------------------
+
+
+@pytest.mark.parametrize("group", ["z2", "r4", "m4", "r8"])
+@pytest.mark.parametrize("window,size", [(3, 5), (3, 6), (None, 4)])
+def test_lifting_matches_loop_reference(group, window, size):
+    layer = make(LiftingSelfAttention, group, window)
+    x = image_input(size)
+    torch.testing.assert_close(layer(x), lifting_reference(layer, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "group,window,size,implementation",
+    [
+        ("z2", 3, 5, "factorized"),
+        ("r4", 3, 5, "factorized"),
+        ("r4", 3, 6, "dense"),
+        ("r4", None, 4, "factorized"),
+        ("m4", 3, 5, "factorized"),
+        ("m4", None, 4, "dense"),
+    ],
+)
+def test_group_layer_matches_loop_reference(group, window, size, implementation):
+    layer = make(GroupSelfAttention, group, window, implementation=implementation)
+    x = lifted_input(group, size)
+    torch.testing.assert_close(layer(x), group_reference(layer, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("group", ["r4", "m4"])
+def test_official_encoding_matches_its_loop_reference(group):
+    layer = make(GroupSelfAttention, group, 3, group_encoding="official")
+    x = lifted_input(group, 5)
+    torch.testing.assert_close(layer(x), group_reference(layer, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("group", ["r4", "m4", "r12"])
+def test_factorized_equals_dense_with_large_logits(group):
+    """The factorised softmax stays exact when logits are large (no overflow / underflow)."""
+    layer = make(GroupSelfAttention, group, 3)
+    dense = make(GroupSelfAttention, group, 3, implementation="dense")
+    dense.load_state_dict(layer.state_dict())
+    x = 30 * lifted_input(group, 6)
+    a, b = layer(x), dense(x)
+    assert torch.isfinite(a).all()
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_lifting_over_trivial_group_is_relative_self_attention():
+    lifting = make(LiftingSelfAttention, "z2", 3)
+    relative = make(RelativeSelfAttention, None, 3, seed=1)
+    relative.load_state_dict(lifting.state_dict())
+    x = image_input(6)
+    torch.testing.assert_close(relative(x), lifting(x).squeeze(2), rtol=0, atol=0)
+
+
+# ---- exact equivariance --------------------------------------------------------------------
+
+EXACT_GROUPS = ["r4", "m4", "r8", "r12", "r16"]
+
+
+@pytest.mark.parametrize("group", EXACT_GROUPS)
+@pytest.mark.parametrize("window", [3, 5, None])
+@pytest.mark.parametrize("size", [7, 8])
+def test_lifting_layer_is_exactly_equivariant(group, window, size):
+    layer = make(LiftingSelfAttention, group, window, heads=3, cin=2, cout=5)
+    errors = assert_equivariant(layer, group, image_input(size, channels=2))
+    assert set(errors) == set(get_group(group).grid_exact_elements)
+
+
+@pytest.mark.parametrize("group", EXACT_GROUPS)
+@pytest.mark.parametrize("window", [3, None])
+@pytest.mark.parametrize("size", [7, 8])
+def test_group_layer_is_exactly_equivariant(group, window, size):
+    layer = make(GroupSelfAttention, group, window, heads=2, cin=3, cout=4)
+    assert_equivariant(layer, group, lifted_input(group, size, batch=1))
+
+
+@pytest.mark.parametrize("heads,cin,cout,dim_head", [(1, 1, 1, None), (4, 6, 8, 3), (9, 20, 20, 2)])
+def test_group_layer_equivariant_for_several_widths(heads, cin, cout, dim_head):
+    layer = make(GroupSelfAttention, "m4", 5, heads=heads, cin=cin, cout=cout, dim_head=dim_head)
+    assert_equivariant(layer, "m4", lifted_input("m4", 9, channels=cin, batch=1))
+
+
+def test_equivariance_holds_in_float32_with_float32_tolerance():
+    layer = make(GroupSelfAttention, "r4", 3).float()
+    errors = assert_equivariant(layer, "r4", lifted_input("r4", 8).float())
+    assert max(errors.values()) < 1e-5
+
+
+def test_non_grid_rotations_are_approximate_and_bounded():
+    """45° (r8), 30° (r12), 22.5° (r16) rotations resample the image: equivariance is approximate.
+
+    Measured on a smooth blob (21x21, 5x5 window), on the central disk of radius 6 where no
+    pixel is lost at the corners: relative error 3.7e-3 (r8), 3.9e-3 (r12), 5.3e-3 (r16) with
+    seed 0. Outside the disk the rotated output map is zero-filled while the layer outputs its
+    bias, so the error there is O(1) and says nothing about the layer.
+    """
+    size = 21
+    yy, xx = torch.meshgrid(torch.arange(size) - 10.0, torch.arange(size) - 10.0, indexing="ij")
+    blob = torch.exp(-((xx - 2) ** 2 + (yy + 1) ** 2) / 18).expand(1, 2, size, size).clone()
+    disk = xx**2 + yy**2 <= 36
+    for group in ("r8", "r12", "r16"):
+        layer = make(LiftingSelfAttention, group, 5, cin=2)
+        with torch.no_grad():
+            y = layer(blob)
+            diff = layer(act_on_image(group, 1, blob)) - act_on_lifted(group, 1, y)
+        error = float(diff[..., disk].abs().max() / y.abs().max())
+        assert 1e-5 < error < 2e-2, (group, error)
+
+
+# ---- translations --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RelativeSelfAttention, LiftingSelfAttention])
+def test_translation_equivariant_on_interior(cls):
+    """Exact away from the border; at the border the window loses the keys outside the image."""
+    layer = make(cls, "r4", 3)
+    x = image_input(12)
+    assert translation_error(layer, x, (2, -1), margin=1) < 1e-12
+
+
+def test_group_layer_translation_equivariant_on_interior():
+    layer = make(GroupSelfAttention, "r4", 3)
+    f = lifted_input("r4", 12)
+    shifted = lambda t: torch.roll(t, shifts=(1, 2), dims=(-2, -1))  # noqa: E731
+    with torch.no_grad():
+        diff = (layer(shifted(f)) - shifted(layer(f)))[..., 3:-3, 3:-3]
+        border = (layer(shifted(f)) - shifted(layer(f)))[..., 0, :]
+    assert diff.abs().max() < 1e-12
+    assert border.abs().max() > 1e-3  # the border does differ: the claim is only for the interior
+
+
+def test_absolute_encoding_breaks_translation_equivariance():
+    layer = make(RelativeSelfAttention, None, 3, positional="absolute")
+    assert translation_error(layer, image_input(12), (2, -1), margin=1) > 1e-3
+
+
+# ---- attention weights ---------------------------------------------------------------------
+
+
+def test_lifting_weights_sum_to_one_and_vanish_outside():
+    layer = make(LiftingSelfAttention, "r4", 3)
+    w = layer.attention_weights(image_input(5))  # (B, m, G, N, K)
+    assert w.shape == (2, 2, 4, 25, 9)
+    torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
+    assert torch.all(w[..., 0, 0] == 0)  # top-left query: its top-left key lies outside
+
+
+def test_group_weights_sum_to_one_and_reproduce_the_output():
+    layer = make(GroupSelfAttention, "r4", 3)
+    x = lifted_input("r4", 5)
+    w = layer.attention_weights(x)  # (B, m, h, t, N, K, s)
+    assert w.shape == (2, 2, 4, 4, 25, 9, 4)
+    torch.testing.assert_close(w.sum((-1, -2)), torch.ones(2, 2, 4, 4, 25))
+    dense = make(GroupSelfAttention, "r4", 3, implementation="dense")
+    dense.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(dense(x), layer(x), rtol=1e-12, atol=1e-12)
+
+
+def test_gradients_are_finite_at_the_border():
+    layer = make(GroupSelfAttention, "m4", 3)
+    x = lifted_input("m4", 5).requires_grad_()
+    layer(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("window", [2, 0, -3, 4.0])
+def test_even_or_invalid_window_is_rejected(window):
+    with pytest.raises(ValueError, match="odd"):
+        LiftingSelfAttention(3, 4, group="r4", window=window)
+
+
+def test_window_larger_than_image_is_rejected():
+    layer = make(LiftingSelfAttention, "r4", 7)
+    with pytest.raises(ValueError, match="larger than the 5x5 input"):
+        layer(image_input(5))
+
+
+def test_wrong_rank_and_channels_are_rejected():
+    lifting = make(LiftingSelfAttention, "r4", 3)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        lifting(lifted_input("r4", 5))
+    with pytest.raises(ValueError, match="3 input channels"):
+        lifting(image_input(5, channels=2))
+    group_layer = make(GroupSelfAttention, "r4", 3)
+    with pytest.raises(ValueError, match=r"\(B, C, \|H\|, H, W\)"):
+        group_layer(image_input(5))
+
+
+def test_group_axis_must_match_the_group():
+    layer = make(GroupSelfAttention, "r4", 3)
+    with pytest.raises(ValueError, match="group axis of size 4"):
+        layer(lifted_input("m4", 5))
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="group_encoding"):
+        GroupSelfAttention(3, 4, group="r4", group_encoding="nope")
+    with pytest.raises(ValueError, match="positional"):
+        RelativeSelfAttention(3, 4, positional="sinusoidal")
+    with pytest.raises(ValueError, match="unknown group"):
+        LiftingSelfAttention(3, 4, group="so2")
