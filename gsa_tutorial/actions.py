@@ -57,6 +57,12 @@ def act_on_coordinates(group: Group | str, h: int, coords: torch.Tensor) -> torc
     group = get_group(group)
     if coords.shape[-1] != 2:
         raise ValueError(f"coordinates must have a last axis of size 2 (x, y), got shape {tuple(coords.shape)}")
+    if not (coords.is_floating_point() or coords.is_complex()) and not group.is_grid_exact(h):
+        # an integer matrix would truncate cos/sin to 0 and silently give wrong points
+        raise TypeError(
+            f"element {h} of {group.name} is not a multiple of 90°: pass floating-point coordinates, "
+            f"got dtype {coords.dtype}"
+        )
     m = torch.as_tensor(group.matrix(h), dtype=coords.dtype, device=coords.device)
     return coords @ m.T
 

@@ -309,6 +309,16 @@ class GroupSelfAttention(_SelfAttentionBase):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", group_encoding={self.group_encoding}, implementation={self.implementation}"
 
+    def _queries_and_neighbours(self, x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries ``(B, m, t, N, d)`` and the unfolded keys and values ``(B, m, 2d, s, N, K)``."""
+        B, C, G, H, W = x.shape
+        q, k, v = self._project(x.permute(0, 2, 3, 4, 1).reshape(B, G, H * W, C))  # 3 x (B, G, N, m, d)
+        q = q.permute(0, 3, 1, 2, 4)  # (B, m, t, N, d)
+        kv = torch.cat([k, v], dim=-1)  # (B, G, N, m, 2d)
+        kv = kv.permute(0, 3, 4, 1, 2).reshape(B, -1, H, W)  # (B, m*2d*G, H, W)
+        kv = unfold_neighbourhood(kv, window).view(B, self.heads, 2 * self.dim_head, G, H * W, -1)  # (B, m, 2d, s, N, K)
+        return q, kv
+
     def _parts(self, x: torch.Tensor):
         """The three logit parts and the neighbour values.
 
@@ -318,11 +328,7 @@ class GroupSelfAttention(_SelfAttentionBase):
         """
         B, C, G, H, W = x.shape
         window, scale = self._window_for(H, W)
-        q, k, v = self._project(x.permute(0, 2, 3, 4, 1).reshape(B, G, H * W, C))  # 3 x (B, G, N, m, d)
-        q = q.permute(0, 3, 1, 2, 4)  # (B, m, t, N, d)
-        kv = torch.cat([k, v], dim=-1)  # (B, G, N, m, 2d)
-        kv = kv.permute(0, 3, 4, 1, 2).reshape(B, -1, H, W)  # (B, m*2d*G, H, W)
-        kv = unfold_neighbourhood(kv, window).view(B, self.heads, 2 * self.dim_head, G, H * W, -1)  # (B, m, 2d, s, N, K)
+        q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, m, 2d, s, N, K)
         k_nb, v_nb = kv.split(self.dim_head, dim=2)  # 2 x (B, m, d, s, N, K)
 
         content = torch.einsum("bmtnd,bmdsnk->bmtnks", q, k_nb)  # A: (B, m, t, N, K, s)
@@ -366,15 +372,37 @@ class GroupSelfAttention(_SelfAttentionBase):
 
     def _forward_factorized(self, x: torch.Tensor) -> torch.Tensor:
         """Same result without the ``G³K`` tensor (module docstring): a softmax over ``s`` inside each
-        key pixel, then a softmax over ``k`` that adds the spatial part."""
-        content, spatial, group_part, v_nb, mask = self._parts(x)
-        inner = content + group_part[:, :, 0].unsqueeze(-2)  # A + C: (B, m, t, N, K, s)
-        inner = inner.masked_fill(~mask[:, :, None], 0.0)  # masked keys get zero weight below; keep finite
-        lse = torch.logsumexp(inner, dim=-1)  # log Σ_s exp(A + C): (B, m, t, N, K)
-        v_bar = torch.einsum("bmtnks,bmdsnk->bmtnkd", inner.softmax(dim=-1), v_nb)  # Σ_s softmax_s · v: (B, m, t, N, K, d)
-        outer = (spatial + lse.unsqueeze(3)).masked_fill(~mask, float("-inf"))  # (B, m, t, h, N, K)
-        weights = outer.softmax(dim=-1)  # softmax over k: (B, m, t, h, N, K)
-        return torch.einsum("bmthnk,bmtnkd->bhnmd", weights, v_bar)  # Σ_t Σ_k: (B, h, N, m, d)
+        key pixel, then a softmax over ``k`` that adds the spatial part.
+
+        Every large tensor is laid out so that the reduced axis is last and each product is a
+        batched matmul over ``(b, m, n)``: no large copies, contiguous softmaxes.
+        """
+        B, C, G, H, W = x.shape
+        window, scale = self._window_for(H, W)
+        q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, m, 2d, s, N, K)
+        q = q.transpose(2, 3)  # (B, m, N, t, d)
+        kv = kv.permute(0, 1, 4, 5, 3, 2)  # (B, m, N, K, s, 2d)
+        k_nb, v_nb = kv.split(self.dim_head, dim=-1)  # 2 x (B, m, N, K, s, d)
+        mask = _inside_mask(H, W, window, x.device)  # (N, K)
+
+        # softmax over the key's group element s, inside each key pixel k
+        inner = q.unsqueeze(3) @ k_nb.transpose(-1, -2)  # content A: (B, m, N, K, t, s)
+        q_e = torch.einsum("bmntd,gmd->bmntg", q, self.group_embedding)  # q(i,t)·e(g): (B, m, N, t, g)
+        index = self.group_index[0].expand(B, self.heads, H * W, G, G)  # t⁻¹s: (B, m, N, t, s)
+        inner = inner + torch.gather(q_e, -1, index).unsqueeze(3)  # A + C: (B, m, N, K, t, s)
+        inner = inner.masked_fill(~mask[:, :, None, None], 0.0)  # keys outside: finite here, weight 0 below
+        lse = torch.logsumexp(inner, dim=-1)  # log Σ_s exp(A + C): (B, m, N, K, t)
+        v_bar = inner.softmax(dim=-1) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
+
+        # softmax over the key pixel k, with the spatial encoding ρ(h⁻¹ d_k)
+        table = self._positional_table(window, scale, x)  # (h, K, m, d)
+        table = table.permute(2, 0, 3, 1).unsqueeze(1)  # (m, 1, h, d, K)
+        outer = q.unsqueeze(3) @ table  # spatial B: (B, m, N, h, t, K)
+        outer = outer + lse.transpose(-1, -2).unsqueeze(3)  # + LSE_s: (B, m, N, h, t, K)
+        weights = outer.masked_fill(~mask[:, None, None], float("-inf")).softmax(dim=-1)  # (B, m, N, h, t, K)
+        v_bar = v_bar.transpose(3, 4).reshape(B, self.heads, H * W, G * window * window, -1)  # (B, m, N, t*K, d)
+        out = weights.flatten(-2) @ v_bar  # Σ_t Σ_k: (B, m, N, h, d)
+        return out.permute(0, 3, 2, 1, 4)  # (B, h, N, m, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)

@@ -1,0 +1,82 @@
+# GSA-Nets book + gsa_tutorial: the two commands are `make book` and `make test`.
+#
+# Each target creates .venv (python3 -m venv) if it is missing and installs what it needs.
+# The install is recorded in a stamp file inside .venv that depends on pyproject.toml, so a
+# second run skips pip entirely until pyproject.toml changes.
+#
+# torch is pinned here and ONLY here (pyproject keeps `torch>=2.1` so Colab keeps its own
+# CUDA build). On a machine without a GPU, export
+#     PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+# before `make` to get the small CPU wheel instead of the CUDA one (the CI workflows do).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+# Chapter notebooks: top level of book/ only (never book/_build or checkpoint folders).
+NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+
+# Quick mode (small offline data, few epochs) for the notebooks, the tests and the online book.
+export GSA_QUICK := 1
+# The kernels that execute notebooks use this venv's `python3` kernelspec, even when the user
+# has another `python3` kernelspec in ~/.local/share/jupyter.
+export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
+
+.PHONY: help venv install-book install-test book test clean distclean
+
+help:
+	@echo "make book       build the Jupyter Book into book/_build/html (warnings are errors)"
+	@echo "make test       unit tests (tests/) + every chapter notebook (nbval-lax), quick mode"
+	@echo "make clean      remove book/_build and caches (keeps .venv)"
+	@echo "make distclean  clean + remove .venv"
+
+# ---------------------------------------------------------------- environment
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+
+$(VENV)/.book-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(TORCH) -e ".[book]"
+	touch $@
+
+$(VENV)/.test-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(TORCH) -e ".[test]"
+	touch $@
+
+install-book: $(VENV)/.book-stamp
+install-test: $(VENV)/.test-stamp
+
+# ---------------------------------------------------------------- the two commands
+
+# MPLBACKEND is removed for the book on purpose: with MPLBACKEND=Agg the Jupyter kernel does
+# not use the inline backend and every figure would be missing from the HTML.
+# --all re-reads every page (Sphinx otherwise skips unchanged pages and forgets their
+# warnings, so a second run would pass); notebook outputs still come from the execution cache.
+book: $(VENV)/.book-stamp
+	env -u MPLBACKEND $(BIN)/jupyter-book build book --all -W -n --keep-going
+
+test: export MPLBACKEND := Agg
+test: $(VENV)/.test-stamp
+	$(BIN)/python -m pytest tests
+ifeq ($(NOTEBOOKS),)
+	@echo "No chapter notebooks in book/ yet: nothing for nbval to run."
+else
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
+endif
+
+# ---------------------------------------------------------------- cleaning
+
+clean:
+	rm -rf book/_build .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+		-type d \( -name __pycache__ -o -name .ipynb_checkpoints \) -print0 \
+		| xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV) gsa_tutorial.egg-info

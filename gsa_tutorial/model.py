@@ -1,0 +1,435 @@
+"""GSA-Net: a lifting self-attention layer, group self-attention blocks and an invariant head (chapter 7).
+
+Legend: ``B`` batch, ``C`` channels, ``G = |H|`` group size, ``H, W`` height and width.
+
+::
+
+    image (B, C_in, H, W)
+      │ standardise (fixed mean/std of the data set)
+      │ LiftingSelfAttention → norm → act                      (B, C, G, H, W)
+      │ TransformerBlock × num_blocks  (crop, 2x2 pool on even maps between them)
+      │ InvariantPooling: mean over space, max over the group  (B, C_last)
+      └ Linear → logits                                        (B, num_classes)
+
+The architecture and the presets' hyper-parameters follow the official code of Romero &
+Cordonnier (2021) (``models/group_transformer.py`` and ``model.py`` of ``dwromero/g_selfatt``),
+with two deliberate differences:
+
+* the head pools first and classifies after (the official code applies a 1x1 layer, sums over
+  space and takes the max over the group; both are invariant, ours has ``num_classes`` more
+  biases);
+* max-pooling is only allowed on even maps (:class:`~gsa_tutorial.layers.SpatialPool2x2`). The
+  official PCam model max-pools a 7x7 map to 3x3 just before the head, which breaks exact
+  invariance; our PCam preset drops that last pooling (the head pools over all of space anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attention import LiftingSelfAttention
+from .groups import get_group
+from .layers import (
+    ACTIVATIONS,
+    NORMS,
+    InvariantPooling,
+    SpatialPool2x2,
+    TransformerBlock,
+    make_activation,
+    make_norm,
+)
+
+__all__ = ["GSANetConfig", "GSANet", "PRESETS", "PAPER_PARAMETERS", "preset", "count_parameters"]
+
+
+@dataclass(frozen=True)
+class GSANetConfig:
+    """Everything that defines a GSA-Net (frozen: a config is a value, safe to share and hash).
+
+    Lists given for tuple fields (from JSON or a checkpoint) are turned into tuples.
+    """
+
+    group: str = "r4"
+    in_channels: int = 1
+    num_classes: int = 10
+    # Width of the lifting layer, and of every block unless ``block_channels`` says otherwise.
+    channels: int = 20
+    num_blocks: int = 5
+    # Output width of each block (length ``num_blocks``); None: ``channels`` everywhere.
+    block_channels: tuple[int, ...] | None = None
+    # 9 heads in every official preset: as many as the taps of a 3x3 convolution, which
+    # multi-head self-attention with 9 heads can express (Cordonnier et al., 2020).
+    heads: int = 9
+    # Width of each head; None: round(dim_head_ratio * the layer's output width).
+    dim_head: int | None = None
+    # The official code uses half the output width per head (mid_channels = C_out // 2).
+    dim_head_ratio: float = 0.5
+    # Hidden width of the positional MLP ρ. Ours outputs one vector per head (heads * dim_head
+    # numbers); the official one outputs dim_head // 3 numbers per axis shared by all heads
+    # (with 16 hidden units). 8 hidden units keep the parameter counts at the paper's.
+    pos_hidden: int = 8
+    # Odd k: attention over a k x k neighbourhood (official rotMNIST: 5); None: global attention.
+    window: int | None = 5
+    # Pixels cropped from each side after each block (int: the same for all blocks). The
+    # official rotMNIST model crops (2, 0, 2, 1, 1): 28 -> 24 -> 24 -> pool 12 -> 8 -> 6 -> 4.
+    crops: tuple[int, ...] | int = 0
+    # 2x2 max pooling after this many blocks (0 = right after the lifting layer).
+    pool_after: tuple[int, ...] = ()
+    norm: str = "layer"
+    activation: str = "relu"
+    # An extra norm + activation after each block (official ``normalize_between_layers``; on
+    # for CIFAR-10 and PCam).
+    norm_between_blocks: bool = False
+    # Hidden width of the pointwise MLP relative to the block width (official: C / 2).
+    mlp_ratio: float = 0.5
+    dropout: float = 0.0  # on each block's attention branch (official value dropout)
+    input_dropout: float = 0.0  # on the input pixels (official CIFAR-10: 0.2)
+    pool_dropout: float = 0.0  # after each 2x2 pooling (official CIFAR-10: 0.3)
+    group_pool: str = "max"  # reduction over the group axis in the head (official: max)
+    # "equivariant" (ours) or "official" (the official code's index; NOT equivariant, chapter 6).
+    group_encoding: str = "equivariant"
+    # Fixed per-channel standardisation inside the model, so it takes images in [0, 1] and
+    # rotating an image (zeros outside) means the same thing as for the raw data.
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for f in ("block_channels", "crops", "pool_after", "input_mean", "input_std"):
+            value = getattr(self, f)
+            if isinstance(value, list):
+                object.__setattr__(self, f, tuple(value))
+        if isinstance(self.crops, int):
+            object.__setattr__(self, "crops", (self.crops,) * self.num_blocks)
+        self._validate()
+
+    def _validate(self) -> None:
+        def positive(name: str, value: Any) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GSANetConfig.{name} must be a positive integer, got {value!r}")
+
+        get_group(self.group)  # raises with the list of valid names
+        for name in ("in_channels", "num_classes", "channels", "heads", "pos_hidden"):
+            positive(name, getattr(self, name))
+        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+            raise ValueError(f"GSANetConfig.num_blocks must be an integer >= 0, got {self.num_blocks!r}")
+        if self.block_channels is not None:
+            if len(self.block_channels) != self.num_blocks:
+                raise ValueError(
+                    f"block_channels has {len(self.block_channels)} entries but num_blocks={self.num_blocks}; "
+                    "give one width per block (or None for `channels` everywhere)"
+                )
+            for c in self.block_channels:
+                positive("block_channels[...]", c)
+        if self.dim_head is not None:
+            positive("dim_head", self.dim_head)
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0):
+            raise ValueError(f"GSANetConfig.window must be a positive odd integer or None (global), got {self.window!r}")
+        if len(self.crops) != self.num_blocks or any((not isinstance(c, int)) or c < 0 for c in self.crops):
+            raise ValueError(
+                f"crops must be one integer >= 0 per block ({self.num_blocks} blocks), got {self.crops!r}"
+            )
+        if list(self.pool_after) != sorted(set(self.pool_after)) or any(
+            (not isinstance(p, int)) or not 0 <= p <= self.num_blocks for p in self.pool_after
+        ):
+            raise ValueError(
+                f"pool_after must be increasing, distinct block counts in 0..{self.num_blocks}, got {self.pool_after!r}"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}: expected one of {', '.join(NORMS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        if self.group_pool not in ("max", "mean"):
+            raise ValueError(f"group_pool must be 'max' or 'mean', got {self.group_pool!r}")
+        if self.group_encoding not in ("equivariant", "official"):
+            raise ValueError(f"group_encoding must be 'equivariant' or 'official', got {self.group_encoding!r}")
+        for name in ("dropout", "input_dropout", "pool_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"GSANetConfig.{name} must be in [0, 1), got {p!r}")
+        if not 0 < self.dim_head_ratio <= 1:
+            raise ValueError(f"dim_head_ratio must be in (0, 1], got {self.dim_head_ratio!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        for name in ("input_mean", "input_std"):
+            stats = getattr(self, name)
+            if stats is not None and len(stats) != self.in_channels:
+                raise ValueError(f"{name} needs one value per input channel ({self.in_channels}), got {stats!r}")
+        if (self.input_mean is None) != (self.input_std is None):
+            raise ValueError("give both input_mean and input_std, or neither")
+        if self.input_std is not None and any(s <= 0 for s in self.input_std):
+            raise ValueError(f"input_std must be positive, got {self.input_std!r}")
+
+    # ---- derived ---------------------------------------------------------------------
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Output width of each block."""
+        return tuple(self.block_channels) if self.block_channels is not None else (self.channels,) * self.num_blocks
+
+    def feature_sizes(self, height: int, width: int | None = None) -> list[tuple[int, int]]:
+        """Spatial size after the lifting layer and after each block (pools and crops applied).
+
+        Raises:
+            ValueError: if a crop eats the whole map or a 2x2 pooling would see an odd size
+                (which would break exact equivariance).
+        """
+        h, w = height, height if width is None else width
+        sizes = []
+
+        def pool(where: str) -> None:
+            nonlocal h, w
+            if h % 2 or w % 2:
+                raise ValueError(
+                    f"input {height}x{width or height}: the 2x2 pooling {where} sees a {h}x{w} map (odd); "
+                    "use an input size or crops that keep the map even there"
+                )
+            h, w = h // 2, w // 2
+
+        if 0 in self.pool_after:
+            pool("after the lifting layer")
+        sizes.append((h, w))
+        for i, c in enumerate(self.crops, start=1):
+            h, w = h - 2 * c, w - 2 * c
+            if h < 1 or w < 1:
+                raise ValueError(f"input {height}x{width or height}: block {i} crops the map to nothing")
+            if i in self.pool_after:
+                pool(f"after block {i}")
+            sizes.append((h, w))
+        return sizes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists and primitives only; safe for JSON and ``torch.load(weights_only=True)``)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GSANetConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise a clear error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown GSANetConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class GSANet(nn.Module):
+    """A group equivariant stand-alone self-attention network, invariant to ``H`` (chapter 7).
+
+    Exactly invariant (to float round-off) to every grid-exact element of ``config.group``
+    (rotations by multiples of 90° and mirrors) and to translations up to border effects;
+    approximately invariant to other rotations of the group.
+
+    Args:
+        config: a :class:`GSANetConfig` (e.g. from :func:`preset`).
+
+    Shape:
+        ``(B, C_in, H, W)`` -> ``(B, num_classes)`` logits.
+    """
+
+    def __init__(self, config: GSANetConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.group = get_group(c.group)
+
+        if c.input_mean is not None:
+            mean = torch.tensor(c.input_mean).view(1, -1, 1, 1)
+            std = torch.tensor(c.input_std).view(1, -1, 1, 1)
+        else:
+            mean, std = torch.zeros(1, c.in_channels, 1, 1), torch.ones(1, c.in_channels, 1, 1)
+        # Not in the state dict: they are part of the config, not learned.
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
+        self.input_dropout = nn.Dropout(c.input_dropout)
+
+        def dim_head(width: int) -> int:
+            return c.dim_head if c.dim_head is not None else max(int(round(width * c.dim_head_ratio)), 1)
+
+        self.lift = LiftingSelfAttention(
+            c.in_channels,
+            c.channels,
+            group=self.group,
+            heads=c.heads,
+            dim_head=dim_head(c.channels),
+            window=c.window,
+            pos_hidden=c.pos_hidden,
+        )
+        self.lift_norm = make_norm(c.norm, c.channels)
+        self.lift_act = make_activation(c.activation)
+
+        body: list[nn.Module] = []
+
+        def add_pool() -> None:
+            body.append(SpatialPool2x2("max"))
+            if c.pool_dropout > 0:
+                body.append(nn.Dropout(c.pool_dropout))
+
+        if 0 in c.pool_after:
+            add_pool()
+        width = c.channels
+        for i, (out, crop) in enumerate(zip(c.widths, c.crops), start=1):
+            body.append(
+                TransformerBlock(
+                    width,
+                    out,
+                    group=self.group,
+                    heads=c.heads,
+                    dim_head=dim_head(out),
+                    window=c.window,
+                    pos_hidden=c.pos_hidden,
+                    group_encoding=c.group_encoding,
+                    norm=c.norm,
+                    activation=c.activation,
+                    dropout=c.dropout,
+                    crop=crop,
+                    mlp_ratio=c.mlp_ratio,
+                )
+            )
+            if c.norm_between_blocks:
+                body += [make_norm(c.norm, out), make_activation(c.activation)]
+            if i in c.pool_after:
+                add_pool()
+            width = out
+        self.body = nn.Sequential(*body)
+        self.pool = InvariantPooling(space="mean", group=c.group_pool)
+        self.classifier = nn.Linear(width, c.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The lifted feature map just before the invariant head.
+
+        Shape:
+            ``(B, C_in, H, W)`` -> ``(B, C_last, G, H', W')``.
+        """
+        c = self.config
+        if x.dim() != 4 or x.shape[1] != c.in_channels:
+            raise ValueError(
+                f"GSANet expects images of shape (B, {c.in_channels}, H, W), got a tensor of shape {tuple(x.shape)}"
+            )
+        c.feature_sizes(x.shape[-2], x.shape[-1])  # clear error for sizes that break symmetry
+        x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+        x = self.input_dropout(x)
+        x = self.lift_act(self.lift_norm(self.lift(x)))  # (B, C, G, H, W)
+        return self.body(x)  # (B, C_last, G, H', W')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))  # (B, C_last) -> (B, num_classes)
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return count_parameters(self)
+
+
+# ---------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------
+
+#: Names accepted by :func:`preset`.
+PRESETS = ("rotmnist", "cifar10", "pcam", "small")
+
+#: Parameter counts reported in the paper (Tables 1-3) for its GSA-Nets, for comparison.
+PAPER_PARAMETERS = {"rotmnist": 44_400, "cifar10": 3_000_000, "pcam": 207_000}
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # Official model.py, dataset == "rotMNIST": 20 channels, block_sizes [2, 3], crops
+    # [2, 0, 2, 1, 1], max pooling between the two stages, 9 heads, 5x5 patches. Our per-head
+    # positional and group encodings cost more parameters than the official shared ones
+    # (heads * dim_head numbers per offset and per group element instead of dim_head), so
+    # with 20 channels and dim_head 10 the model would have 48k (R4) to 53k (R16)
+    # parameters; 22 channels with dim_head 8 match the paper's ~44.4k (R4 to R12 within 4 %).
+    "rotmnist": dict(
+        in_channels=1,
+        num_classes=10,
+        channels=22,
+        dim_head=8,
+        num_blocks=5,
+        heads=9,
+        window=5,
+        crops=(2, 0, 2, 1, 1),
+        pool_after=(2,),
+        input_mean=(0.1307,),
+        input_std=(0.3081,),
+    ),
+    # Official CIFAR10: 96 channels, block_sizes [2, 2, 2], expansion [1, 2, 1], max pooling
+    # (+ dropout 0.3) between stages, norm + act between layers, input dropout 0.2.
+    "cifar10": dict(
+        in_channels=3,
+        num_classes=10,
+        channels=96,
+        num_blocks=6,
+        block_channels=(96, 96, 192, 192, 192, 192),
+        heads=9,
+        window=5,
+        crops=0,
+        pool_after=(2, 4),
+        norm_between_blocks=True,
+        input_dropout=0.2,
+        pool_dropout=0.3,
+        input_mean=(0.4914, 0.4822, 0.4465),
+        input_std=(0.2023, 0.1994, 0.2010),
+    ),
+    # Official PCam: 12 channels, block_sizes [0, 1, 2, 1], expansion [1, 2, 2, 2], crops
+    # [0, 2, 1, 1], pooling after every stage: 96 -> 48 -> 48 -> 24 -> 20 -> 18 -> 9 -> 7.
+    # The official last pooling (7 -> 3, odd) is dropped: it would break exact invariance.
+    # dim_head 0.45 C instead of 0.5 C matches the paper's ~207k parameters (see rotmnist).
+    "pcam": dict(
+        in_channels=3,
+        num_classes=2,
+        channels=12,
+        num_blocks=4,
+        block_channels=(24, 48, 48, 96),
+        heads=9,
+        dim_head_ratio=0.45,
+        window=5,
+        crops=(0, 2, 1, 1),
+        pool_after=(0, 1, 3),
+        norm_between_blocks=True,
+        input_mean=(0.701, 0.538, 0.692),
+        input_std=(0.235, 0.277, 0.213),
+    ),
+    # CPU-sized: a few thousand parameters; pools 28 -> 14 right after lifting so that one
+    # epoch on a thousand 28x28 digits takes seconds on a laptop CPU.
+    "small": dict(
+        in_channels=1,
+        num_classes=10,
+        channels=8,
+        num_blocks=2,
+        heads=2,
+        dim_head=4,
+        window=3,
+        crops=0,
+        pool_after=(0,),
+        input_mean=(0.1307,),
+        input_std=(0.3081,),
+    ),
+}
+
+
+def preset(name: str, group: str = "r4", **overrides: Any) -> GSANetConfig:
+    """The config of a named GSA-Net for any group.
+
+    Args:
+        name: ``"rotmnist"`` (paper §5, ~44k parameters), ``"cifar10"`` (~3.0M), ``"pcam"``
+            (~207k) or ``"small"`` (a few thousand; trains on CPU in a minute).
+        group: ``"z2"``, ``"r4"``, ``"r8"``, ``"r12"``, ``"r16"``, ``"m4"`` (any ``rN``/``mN`` works).
+        **overrides: any :class:`GSANetConfig` field, e.g. ``channels=8``.
+
+    Returns:
+        A validated :class:`GSANetConfig`.
+    """
+    key = name.strip().lower()
+    if key not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(GSANetConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown GSANetConfig fields {sorted(unknown)}; known: {sorted(known)}")
+    params = dict(_PRESETS[key], group=group)
+    params.update(overrides)
+    return GSANetConfig(**params)
+

@@ -1,0 +1,560 @@
+"""Measuring the time and memory of the attention layers and of a GSA-Net training step (chapter 9).
+
+Legend: ``B`` batch, ``m`` heads, ``d`` dim_head, ``G = |H|`` group size, ``N = H*W`` query
+pixels, ``K = k*k`` window offsets.
+
+What dominates the cost of the group layer (eq. 6.1) is the score tensor: one logit per query
+``(i, h̃)``, key ``(j, ĥ)`` and output element ``h``, i.e. ``B·m·G³·N·K`` numbers in the
+textbook ("dense") layout of the official code, and ``B·m·G²·N·K`` in the factorized layout of
+:class:`~gsa_tutorial.attention.GroupSelfAttention` (module docstring of
+:mod:`gsa_tutorial.attention`). :func:`score_tensor_sizes` does that arithmetic;
+:func:`time_step` and :func:`peak_memory` measure; :func:`measure_layers` compares the fast
+layer with the dense reference *in one process* (same weights, same input), which is what
+``python -m benchmarks.attention`` and the chapter run.
+
+Memory on CPU is measured in-process with the PyTorch profiler: every allocation and free of
+the step is an event with a signed size, and the peak of their running sum is the peak of
+bytes allocated *on top of what was live before the step* (inputs and parameters are not
+counted). PyTorch's CPU allocator does not cache, so this is the memory the step needs. On
+CUDA it is ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what
+was allocated before.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .actions import act_on_image, act_on_lifted
+from .attention import GroupSelfAttention, LiftingSelfAttention
+from .groups import get_group
+
+__all__ = [
+    "LayerConfig",
+    "paper_configs",
+    "quick_configs",
+    "score_tensor_sizes",
+    "forward_backward",
+    "time_step",
+    "peak_memory",
+    "measure_layers",
+    "measure_model_step",
+    "nongrid_equivariance_errors",
+    "environment",
+    "format_bytes",
+    "results_table",
+]
+
+BYTES_PER_FLOAT32 = 4
+
+
+# ---- configurations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One benchmark point: a lifting layer and a group layer of the same width.
+
+    Attributes:
+        name: a label, e.g. ``"rotmnist-r12"``.
+        group: the group (``"z2"``, ``"r4"``, ..., ``"m4"``).
+        size: the image side (square images ``size x size``).
+        channels: input and output channels of the group layer (output of the lifting layer).
+        heads: attention heads.
+        dim_head: width of each head.
+        window: odd window side ``k`` (``K = k*k`` keys per query).
+        batch: batch size.
+        in_channels: channels of the image fed to the lifting layer.
+    """
+
+    name: str
+    group: str
+    size: int
+    channels: int
+    heads: int
+    dim_head: int
+    window: int = 5
+    batch: int = 1
+    in_channels: int = 1
+
+
+def _preset_dim_head(preset_name: str, channels: int, fallback: int) -> int:
+    """The ``dim_head`` a :mod:`gsa_tutorial.model` preset gives a layer of ``channels`` channels
+    (``fallback`` when the model module is not available)."""
+    try:
+        from .model import preset
+    except ImportError:  # the model chapter's module is optional for the benchmark
+        return fallback
+    config = preset(preset_name)
+    if config.dim_head is not None:
+        return config.dim_head
+    return max(int(round(channels * config.dim_head_ratio)), 1)
+
+
+def paper_configs(*, batch: int = 1) -> list[LayerConfig]:
+    """The paper's layer configurations (Romero & Cordonnier 2021, §5).
+
+    rotMNIST 28x28, 20 channels, 9 heads, 5x5 windows over Z2, R4, R8, R12, R16 and M4;
+    CIFAR-10 32x32 with 96 channels over M4; PCam 48x48 with 12 channels over R8.
+    ``dim_head`` is the one the model presets use (``out_channels // heads`` without
+    :mod:`gsa_tutorial.model`).
+    """
+    mnist_d = _preset_dim_head("rotmnist", 20, 20 // 9)
+    cifar_d = _preset_dim_head("cifar10", 96, 96 // 9)
+    pcam_d = _preset_dim_head("pcam", 12, max(12 // 9, 1))
+    configs = [
+        LayerConfig(f"rotmnist-{g}", g, 28, 20, 9, mnist_d, 5, batch, 1)
+        for g in ("z2", "r4", "r8", "r12", "r16", "m4")
+    ]
+    configs.append(LayerConfig("cifar10-m4", "m4", 32, 96, 9, cifar_d, 5, batch, 3))
+    configs.append(LayerConfig("pcam-r8", "r8", 48, 12, 9, pcam_d, 5, batch, 3))
+    return configs
+
+
+def quick_configs(*, batch: int = 1) -> list[LayerConfig]:
+    """A reduced set for a quick check: rotMNIST over Z2, R4 and R12."""
+    return [c for c in paper_configs(batch=batch) if c.name in ("rotmnist-z2", "rotmnist-r4", "rotmnist-r12")]
+
+
+def score_tensor_sizes(
+    group: str, height: int, width: int | None = None, *, window: int, heads: int, batch: int = 1, dim_head: int = 1
+) -> dict[str, int]:
+    """How many numbers the attention layers hold per step (the arithmetic of chapter 9).
+
+    Args:
+        group: the group H.
+        height, width: the feature-map size (``width`` defaults to ``height``).
+        window: the window side k.
+        heads: attention heads m.
+        batch: batch size B.
+        dim_head: head width d (for the unfolded keys and values).
+
+    Returns:
+        ``lifting`` (``B m G N K``: one logit per query, key and output element),
+        ``factorized`` (``B m G² N K``: the largest tensors of the fast group layer),
+        ``dense`` (``B m G³ N K``: the score tensor of the official layout),
+        ``unfold`` (``B m G N K 2d``: keys and values gathered into every window), and the
+        same with a ``_bytes`` suffix in float32.
+    """
+    width = height if width is None else width
+    G = get_group(group).order
+    N, K = height * width, window * window
+    sizes = {
+        "lifting": batch * heads * G * N * K,
+        "factorized": batch * heads * G**2 * N * K,
+        "dense": batch * heads * G**3 * N * K,
+        "unfold": batch * heads * G * N * K * 2 * dim_head,
+    }
+    sizes.update({f"{k}_bytes": v * BYTES_PER_FLOAT32 for k, v in list(sizes.items())})
+    return sizes
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+
+def forward_backward(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """A closure that runs one forward and backward pass of ``module`` on ``x``.
+
+    Gradients are reset to ``None`` first, so that every call allocates (and frees) the same
+    tensors. The loss is the sum of the output. Returns the output (detached).
+    """
+
+    def step() -> torch.Tensor:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        out = module(x)
+        out.sum().backward()
+        return out.detach()
+
+    return step
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_step(
+    fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """Wall-clock time of ``fn()``: the median of ``repeats`` runs after ``warmup`` runs.
+
+    On CUDA each run is timed with CUDA events after a synchronisation; on CPU with
+    :func:`time.perf_counter`.
+
+    Returns:
+        ``{"median_s": float, "times_s": [float, ...]}``.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1000.0)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "times_s": times}
+
+
+def peak_memory(fn: Callable[[], Any], *, device: torch.device | str = "cpu") -> int:
+    """Peak bytes allocated by PyTorch during ``fn()``, above what was allocated before it.
+
+    CPU: the running sum of the allocation events recorded by
+    ``torch.profiler.profile(profile_memory=True)`` (allocations positive, frees negative);
+    its maximum is the peak. CUDA: ``torch.cuda.max_memory_allocated`` after
+    ``reset_peak_memory_stats``.
+
+    Returns:
+        The peak in bytes (``0`` if ``fn`` allocates nothing).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    if device.type != "cpu":
+        raise ValueError(f"peak_memory measures on 'cpu' or 'cuda', got device {device}")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    running = peak = 0
+    for event in events:
+        running += event.nbytes()
+        peak = max(peak, running)
+    return int(peak)
+
+
+def format_bytes(n: float | None) -> str:
+    """``1.5 GB``-style text (powers of 1000) for a number of bytes; ``—`` for ``None``."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "—"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _measure(fn: Callable[[], Any], *, device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
+    timing = time_step(fn, repeats=repeats, warmup=warmup, device=device)
+    return {"time_s": timing["median_s"], "times_s": timing["times_s"], "peak_bytes": peak_memory(fn, device=device)}
+
+
+def measure_layers(
+    config: LayerConfig,
+    *,
+    device: torch.device | str = "cpu",
+    repeats: int = 3,
+    warmup: int = 1,
+    dense: bool = True,
+    dense_limit_bytes: float = 8e9,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Forward+backward time and peak memory of the lifting layer, the fast group layer and the
+    dense reference (same weights, same input, same process), and whether they agree.
+
+    Args:
+        config: the layer configuration.
+        device: where to run.
+        repeats, warmup: see :func:`time_step`.
+        dense: also measure the dense reference.
+        dense_limit_bytes: skip the dense reference when its score tensor alone
+            (:func:`score_tensor_sizes`, ``dense_bytes``) exceeds this; it is also skipped with
+            a message when it runs out of memory.
+        seed: seeds the weights and the input.
+
+    Returns:
+        ``{"config", "sizes", "lifting", "group_fast", "group_dense", "max_abs_diff",
+        "max_abs_output", "speedup", "memory_ratio"}``; each measured entry holds ``time_s``,
+        ``times_s`` and ``peak_bytes``, or ``status`` when it was not measured. ``speedup`` is
+        dense / fast time, ``memory_ratio`` fast / dense peak (``None`` without a dense run).
+    """
+    device = torch.device(device)
+    c = config
+    G = get_group(c.group).order
+    sizes = score_tensor_sizes(c.group, c.size, window=c.window, heads=c.heads, batch=c.batch, dim_head=c.dim_head)
+    torch.manual_seed(seed)
+    lifting = LiftingSelfAttention(c.in_channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window).to(device)
+    fast = GroupSelfAttention(c.channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randn(c.batch, c.in_channels, c.size, c.size, generator=gen).to(device).requires_grad_()
+    lifted = torch.randn(c.batch, c.channels, G, c.size, c.size, generator=gen).to(device).requires_grad_()
+
+    result: dict[str, Any] = {"config": asdict(c), "sizes": sizes}
+    result["lifting"] = _measure(forward_backward(lifting, image), device=device, repeats=repeats, warmup=warmup)
+    fast_step = forward_backward(fast, lifted)
+    result["group_fast"] = _measure(fast_step, device=device, repeats=repeats, warmup=warmup)
+    result.update(group_dense={"status": "not run"}, max_abs_diff=None, max_abs_output=None, speedup=None, memory_ratio=None)
+    if not dense:
+        return result
+    if sizes["dense_bytes"] > dense_limit_bytes:
+        result["group_dense"] = {
+            "status": f"skipped: the dense score tensor alone would take {format_bytes(sizes['dense_bytes'])} "
+            f"(limit {format_bytes(dense_limit_bytes)})"
+        }
+        return result
+    reference = GroupSelfAttention(
+        c.channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window, implementation="dense"
+    ).to(device)
+    reference.load_state_dict(fast.state_dict())
+    dense_step = forward_backward(reference, lifted)
+    try:
+        result["group_dense"] = _measure(dense_step, device=device, repeats=repeats, warmup=warmup)
+        with torch.no_grad():
+            a, b = fast(lifted), reference(lifted)
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        result["group_dense"] = {"status": f"did not fit: {type(error).__name__}: {str(error)[:200]}"}
+        return result
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    result["max_abs_diff"] = float((a - b).abs().max())
+    result["max_abs_output"] = float(b.abs().max())
+    result["speedup"] = result["group_dense"]["time_s"] / result["group_fast"]["time_s"]
+    result["memory_ratio"] = result["group_fast"]["peak_bytes"] / max(result["group_dense"]["peak_bytes"], 1)
+    return result
+
+
+def _set_group_implementation(model: nn.Module, implementation: str) -> int:
+    """Switch every :class:`GroupSelfAttention` inside ``model``; returns how many were switched."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, GroupSelfAttention):
+            module.implementation = implementation
+            count += 1
+    return count
+
+
+def measure_model_step(
+    preset_name: str,
+    group: str,
+    *,
+    batch: int = 1,
+    device: torch.device | str = "cpu",
+    repeats: int = 1,
+    warmup: int = 1,
+    dense: bool = True,
+    seed: int = 0,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """One training step (forward, cross-entropy, backward, Adam step) of a :class:`~gsa_tutorial.model.GSANet`.
+
+    The network is measured with its group layers on the fast path and, if ``dense``, again
+    with every group layer switched to the dense reference (same weights).
+
+    Args:
+        preset_name: a preset of :func:`gsa_tutorial.model.preset` (``"rotmnist"``, ...).
+        group: the group.
+        batch: batch size.
+        device, repeats, warmup: see :func:`time_step`.
+        dense: also measure with the dense group layers.
+        seed: seeds weights, input and labels.
+        **overrides: passed to the preset.
+
+    Returns:
+        ``{"preset", "group", "batch", "image_size", "parameters", "fast", "dense", "speedup",
+        "memory_ratio"}``.
+
+    Raises:
+        ImportError: when :mod:`gsa_tutorial.model` is not available.
+    """
+    from .model import GSANet, preset  # the model chapter's module; optional for the layer benchmarks
+
+    sizes = {"rotmnist": 28, "cifar10": 32, "pcam": 96, "small": 28}
+    device = torch.device(device)
+    config = preset(preset_name, group=group, **overrides)
+    torch.manual_seed(seed)
+    model = GSANet(config).to(device)
+    size = sizes.get(preset_name, 28)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, config.in_channels, size, size, generator=gen).to(device)
+    y = torch.randint(0, config.num_classes, (batch,), generator=gen).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    result: dict[str, Any] = {
+        "preset": preset_name, "group": group, "batch": batch, "image_size": size,
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dense": {"status": "not run"}, "speedup": None, "memory_ratio": None,
+    }
+    model.train()
+    result["fast"] = _measure(step, device=device, repeats=repeats, warmup=warmup)
+    if dense:
+        _set_group_implementation(model, "dense")
+        try:
+            result["dense"] = _measure(step, device=device, repeats=repeats, warmup=warmup)
+        except (RuntimeError, MemoryError) as error:
+            result["dense"] = {"status": f"did not fit: {type(error).__name__}: {str(error)[:200]}"}
+        finally:
+            _set_group_implementation(model, "factorized")
+        if "time_s" in result["dense"]:
+            result["speedup"] = result["dense"]["time_s"] / result["fast"]["time_s"]
+            result["memory_ratio"] = result["fast"]["peak_bytes"] / max(result["dense"]["peak_bytes"], 1)
+    return result
+
+
+# ---- approximate equivariance --------------------------------------------------------------
+
+
+def nongrid_equivariance_errors(
+    groups: Sequence[str] = ("r8", "r12", "r16"),
+    *,
+    size: int = 21,
+    radius: float = 6.0,
+    window: int = 5,
+    channels: int = 20,
+    heads: int = 9,
+    dim_head: int = 8,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Relative equivariance error of the lifting layer at the rotations that are not multiples of 90°.
+
+    Rotating an image by 45°, 30°, ... resamples it (bilinear interpolation in
+    :func:`~gsa_tutorial.actions.act_on_image`) and the square window does not rotate into
+    itself, so equivariance is only approximate (chapter 9). Measured in float64 on a smooth
+    Gaussian blob (off-centre, width 3 pixels), on the central disk of ``radius`` pixels where no
+    content is lost at the corners: ``max_disk |L(h·f) − h·L(f)| / max |L(f)|``.
+
+    Args:
+        groups: cyclic groups to check.
+        size: image side (odd, so the rotation centre is a pixel).
+        radius: radius of the disk the error is measured on.
+        window, channels, heads, dim_head: the lifting layer (one input channel).
+        seed: seeds the layer's weights.
+
+    Returns:
+        ``{group: {angle in degrees (str): error}}`` for every non-grid element.
+    """
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    blob = torch.exp(-((xx - 2) ** 2 + (yy + 1) ** 2) / 18).view(1, 1, size, size)  # (1, 1, H, W)
+    disk = xx**2 + yy**2 <= radius**2  # (H, W)
+    errors: dict[str, dict[str, float]] = {}
+    for name in groups:
+        group = get_group(name)
+        torch.manual_seed(seed)
+        layer = LiftingSelfAttention(1, channels, group=group, heads=heads, dim_head=dim_head, window=window).double().eval()
+        per_element: dict[str, float] = {}
+        with torch.no_grad():
+            y = layer(blob)  # (1, C, G, H, W)
+            for h in group.elements:
+                if group.is_grid_exact(h):
+                    continue
+                diff = layer(act_on_image(group, h, blob)) - act_on_lifted(group, h, y)  # (1, C, G, H, W)
+                per_element[f"{math.degrees(group.angle(h)):g}"] = float(diff[..., disk].abs().max() / y.abs().max())
+        errors[name] = per_element
+    return errors
+
+
+# ---- reporting -----------------------------------------------------------------------------
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where the numbers come from: device name, torch version, threads, load average, date."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {
+        "device": device.type,
+        "device_name": name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": load,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _time_text(entry: dict[str, Any]) -> str:
+    return f"{entry['time_s']:.3g}" if "time_s" in entry else "—"
+
+
+def _peak_text(entry: dict[str, Any]) -> str:
+    return format_bytes(entry["peak_bytes"]) if "peak_bytes" in entry else "—"
+
+
+def results_table(layers: Sequence[dict[str, Any]], *, markdown: bool = False) -> str:
+    """A table of :func:`measure_layers` results: times (s) and peaks of the lifting layer, the fast
+    group layer and the dense reference, speed-up (dense / fast time) and memory ratio
+    (fast / dense peak).
+
+    Args:
+        layers: results of :func:`measure_layers`.
+        markdown: a Markdown table instead of aligned text.
+    """
+    header = ["config", "|H|", "B", "m×d", "lift s", "lift peak", "fast s", "dense s", "speed-up",
+              "fast peak", "dense peak", "mem ratio"]
+    rows = []
+    notes = []
+    for r in layers:
+        c = r["config"]
+        dense = r["group_dense"]
+        rows.append([
+            c["name"], str(get_group(c["group"]).order), str(c["batch"]), f"{c['heads']}×{c['dim_head']}",
+            _time_text(r["lifting"]), _peak_text(r["lifting"]),
+            _time_text(r["group_fast"]), _time_text(dense),
+            f"{r['speedup']:.1f}×" if r.get("speedup") else "—",
+            _peak_text(r["group_fast"]), _peak_text(dense),
+            f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "—",
+        ])
+        if "status" in dense:
+            notes.append(f"{c['name']}: dense {dense['status']}")
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    else:
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines + notes)
+
+
+def with_batch(configs: Sequence[LayerConfig], batch: int) -> list[LayerConfig]:
+    """The same configurations with another batch size."""
+    return [replace(c, batch=batch) for c in configs]
+
+
+__all__ += ["with_batch"]

@@ -1,0 +1,76 @@
+"""environment.yml mirrors pyproject.toml: same dependency names (runtime + [book] + [test]).
+
+pyproject.toml is the source of truth; environment.yml is the conda route to the same
+environment, so a dependency added to one and forgotten in the other fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTRAS = ("book", "test")
+# Entries of environment.yml that are tooling, not dependencies of the project.
+NOT_DEPENDENCIES = {"python", "pip"}
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalisation: case-insensitive, runs of `-`, `_`, `.` are equal."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def conda_name(spec: str) -> str:
+    """Package name of a conda match spec or a pip line (`numpy>=1.23`, `torch >=2.1`)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    assert match, f"environment.yml: cannot read a package name from {spec!r}"
+    return normalize(match.group(1))
+
+
+def pyproject_names() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in EXTRAS:
+        specs += project["optional-dependencies"][extra]
+    return {normalize(Requirement(spec).name) for spec in specs}
+
+
+def environment_names() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    names: set[str] = set()
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):  # the `pip:` section
+            for line in entry["pip"]:
+                if line.startswith("-"):  # `-e .` installs the project itself
+                    continue
+                names.add(conda_name(line))
+        else:
+            names.add(conda_name(entry))
+    return names - NOT_DEPENDENCIES
+
+
+def test_environment_yml_lists_the_pyproject_dependencies() -> None:
+    expected, actual = pyproject_names(), environment_names()
+    assert actual == expected, (
+        "environment.yml and pyproject.toml (runtime + [book] + [test]) disagree: "
+        f"only in pyproject: {sorted(expected - actual)}, "
+        f"only in environment.yml: {sorted(actual - expected)}"
+    )
+
+
+def test_environment_yml_installs_the_package_and_python() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["name"] == "gsa-tutorial"
+    conda = [entry for entry in env["dependencies"] if isinstance(entry, str)]
+    pip = [line for entry in env["dependencies"] if isinstance(entry, dict) for line in entry["pip"]]
+    assert any(conda_name(spec) == "python" for spec in conda), "environment.yml must pin python"
+    assert "-e ." in pip, "environment.yml must install the package itself (`-e .` in pip:)"

@@ -1,0 +1,270 @@
+"""House rules for the book's sources, checked without executing anything.
+
+Every chapter notebook (book/*.ipynb) is stored clean, opens with the Colab badge and the
+Colab-only install cell, has a single `# Title`, and is listed in book/_toc.yml; every {cite}
+key exists in book/references.bib. The repository URL is read from pyproject.toml, the one
+place it is set. Executing the notebooks is nbval's job (`make test`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+REPO_URL: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"][
+    "Repository"
+]
+GITHUB = "https://github.com/"
+COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+CHECK_OUTPUT_MARK = "# NBVAL_CHECK_OUTPUT"
+
+# Top level of book/ only: never book/_build or .ipynb_checkpoints.
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+MARKDOWN_PAGES = sorted(BOOK.glob("*.md"))
+
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+|$)(.*)$")
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+BIB_ENTRY = re.compile(r"^\s*@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+URL = re.compile(r"https?://[^\s\"'@]+")  # stops before `@ref` in `git+URL@ref`
+COLAB_GUARD = re.compile(r"""^if\s+["']google\.colab["']\s+in\s+sys\.modules\s*:\s*$""")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def colab_url(notebook: Path) -> str:
+    """The Colab address of a chapter: Repository URL + /blob/main/book/<file> on Colab."""
+    assert REPO_URL.startswith(GITHUB), f"pyproject Repository URL {REPO_URL!r} is not on GitHub"
+    return (
+        "https://colab.research.google.com/github/"
+        + REPO_URL.removeprefix(GITHUB).rstrip("/")
+        + f"/blob/main/book/{notebook.name}"
+    )
+
+
+def read(notebook: Path) -> nbformat.NotebookNode:
+    return nbformat.read(notebook, as_version=4)
+
+
+def outside_fences(text: str) -> list[str]:
+    """The lines of a markdown text that are not inside ``` or ~~~ code fences."""
+    lines, fence = [], None
+    for line in text.splitlines():
+        match = FENCE.match(line)
+        if fence is None and match:
+            fence = match.group(1)
+        elif fence is not None and line.strip().startswith(fence[0] * len(fence)):
+            fence = None
+        elif fence is None:
+            lines.append(line)
+    return lines
+
+
+def headings(markdown_sources: list[str]) -> list[tuple[int, str]]:
+    """(level, text) of every ATX heading, in order, ignoring code fences."""
+    found = []
+    for source in markdown_sources:
+        for line in outside_fences(source):
+            match = HEADING.match(line)
+            if match:
+                found.append((len(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def markdown_sources(path: Path) -> list[str]:
+    if path.suffix == ".ipynb":
+        return [cell.source for cell in read(path).cells if cell.cell_type == "markdown"]
+    return [path.read_text()]
+
+
+def cited_keys(path: Path) -> set[str]:
+    keys: set[str] = set()
+    for source in markdown_sources(path):
+        for match in CITE.finditer("\n".join(outside_fences(source))):
+            keys.update(key.strip() for key in match.group(1).split(",") if key.strip())
+    return keys
+
+
+def bib_keys() -> list[str]:
+    text = (BOOK / "references.bib").read_text()
+    return [
+        key
+        for kind, key in BIB_ENTRY.findall(text)
+        if kind.lower() not in {"comment", "string", "preamble"}
+    ]
+
+
+def toc_files(node: Any) -> list[str]:
+    """Every `root:` / `file:` entry of a jb-book table of contents, in order."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"root", "file"} and isinstance(value, str):
+                found.append(value)
+            else:
+                found += toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += toc_files(item)
+    return found
+
+
+def without_suffix(entry: str) -> str:
+    return re.sub(r"\.(ipynb|md)$", "", entry)
+
+
+def toc() -> dict[str, Any]:
+    return yaml.safe_load((BOOK / "_toc.yml").read_text())
+
+
+notebooks = pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+
+
+# ---------------------------------------------------------------- every chapter notebook
+
+
+@notebooks
+def test_notebook_is_stored_without_outputs(notebook: Path) -> None:
+    dirty = [
+        index
+        for index, cell in enumerate(read(notebook).cells)
+        if cell.cell_type == "code"
+        and not cell.source.startswith(CHECK_OUTPUT_MARK)
+        and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not dirty, (
+        f"{notebook.name}: code cells {dirty} (0-based) keep outputs or execution counts; "
+        f"clear them (only cells starting with {CHECK_OUTPUT_MARK!r} may keep outputs)"
+    )
+
+
+@notebooks
+def test_check_output_cells_store_their_reference_output(notebook: Path) -> None:
+    # nbval compares only cells that were run: a marked cell without outputs checks nothing,
+    # and one with outputs but no execution count fails ("Unrun reference cell has outputs").
+    bad = [
+        index
+        for index, cell in enumerate(read(notebook).cells)
+        if cell.cell_type == "code"
+        and cell.source.startswith(CHECK_OUTPUT_MARK)
+        and (not cell.outputs or cell.execution_count is None)
+    ]
+    assert not bad, (
+        f"{notebook.name}: code cells {bad} (0-based) start with {CHECK_OUTPUT_MARK!r} but do not "
+        "store both their expected outputs and an execution count; run them and keep both"
+    )
+
+
+@notebooks
+def test_first_cell_is_the_colab_badge(notebook: Path) -> None:
+    cell = read(notebook).cells[0]
+    assert cell.cell_type == "markdown", f"{notebook.name}: cell 1 must be markdown (Colab badge)"
+    assert colab_url(notebook) in cell.source, (
+        f"{notebook.name}: cell 1 must link to {colab_url(notebook)}"
+    )
+    assert COLAB_BADGE_SVG in cell.source, f"{notebook.name}: cell 1 must show {COLAB_BADGE_SVG}"
+
+
+@notebooks
+def test_second_cell_installs_the_package_only_in_colab(notebook: Path) -> None:
+    cell = read(notebook).cells[1]
+    assert cell.cell_type == "code", f"{notebook.name}: cell 2 must be the Colab install cell"
+    lines = cell.source.splitlines()
+    urls = set(URL.findall(cell.source))
+    assert urls == {REPO_URL}, (
+        f"{notebook.name}: cell 2 must install from exactly {REPO_URL} (pyproject Repository), "
+        f"found {sorted(urls)}"
+    )
+    guards = [i for i, line in enumerate(lines) if COLAB_GUARD.match(line)]
+    assert guards, f'{notebook.name}: cell 2 needs `if "google.colab" in sys.modules:`'
+    assert any(line.strip() == "import sys" for line in lines[: guards[0]]), (
+        f"{notebook.name}: cell 2 must `import sys` before the Colab guard"
+    )
+    installs = [i for i, line in enumerate(lines) if "pip install" in line]
+    assert installs, f"{notebook.name}: cell 2 must `%pip install` the package"
+    unguarded = [
+        lines[i] for i in installs if i <= guards[0] or not lines[i].startswith((" ", "\t"))
+    ]
+    assert not unguarded, f"{notebook.name}: installs outside the Colab guard: {unguarded}"
+
+
+@notebooks
+def test_notebook_starts_with_a_single_title(notebook: Path) -> None:
+    found = headings(markdown_sources(notebook))
+    assert found, f"{notebook.name}: no markdown heading; start with `# Title`"
+    assert found[0][0] == 1, f"{notebook.name}: first heading {found[0]} must be a `# Title`"
+    titles = [text for level, text in found if level == 1]
+    assert len(titles) == 1, f"{notebook.name}: exactly one `# ` heading expected, got {titles}"
+
+
+@pytest.mark.parametrize(
+    "page", NOTEBOOKS + MARKDOWN_PAGES, ids=[p.name for p in NOTEBOOKS + MARKDOWN_PAGES]
+)
+def test_headings_do_not_skip_levels(page: Path) -> None:
+    levels = [level for level, _ in headings(markdown_sources(page))]
+    jumps = [(a, b) for a, b in zip(levels, levels[1:]) if b > a + 1]
+    assert not jumps, f"{page.name}: heading levels jump {jumps} (e.g. ## followed by ####)"
+
+
+@notebooks
+def test_notebook_is_listed_in_the_toc(notebook: Path) -> None:
+    listed = {without_suffix(entry) for entry in toc_files(toc())}
+    assert notebook.stem in listed, f"{notebook.name} is missing from book/_toc.yml"
+
+
+# ---------------------------------------------------------------- the book as a whole
+
+
+def test_every_toc_entry_exists() -> None:
+    entries = toc_files(toc())
+    assert entries, "book/_toc.yml lists no files"
+    missing = [
+        entry
+        for entry in entries
+        if not any((BOOK / (without_suffix(entry) + ext)).is_file() for ext in (".ipynb", ".md"))
+    ]
+    assert not missing, f"book/_toc.yml lists files that do not exist in book/: {missing}"
+
+
+def test_toc_lists_each_file_once() -> None:
+    entries = [without_suffix(entry) for entry in toc_files(toc())]
+    duplicates = sorted({entry for entry in entries if entries.count(entry) > 1})
+    assert not duplicates, f"book/_toc.yml lists {duplicates} more than once"
+
+
+def test_every_cited_key_is_in_references_bib() -> None:
+    known = set(bib_keys())
+    missing = {
+        page.name: sorted(cited_keys(page) - known)
+        for page in NOTEBOOKS + MARKDOWN_PAGES
+        if cited_keys(page) - known
+    }
+    assert not missing, f"{{cite}} keys missing from book/references.bib: {missing}"
+
+
+def test_references_bib_keys_are_unique() -> None:
+    keys = bib_keys()
+    assert keys, "book/references.bib has no entries"
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    assert not duplicates, f"book/references.bib defines {duplicates} more than once"
+
+
+def test_book_config_points_at_the_pyproject_repository() -> None:
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    assert config["repository"]["url"] == REPO_URL, (
+        f"book/_config.yml repository.url {config['repository']['url']!r} != "
+        f"pyproject Repository {REPO_URL!r}"
+    )

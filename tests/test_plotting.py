@@ -1,0 +1,232 @@
+"""Smoke tests of gsa_tutorial.plotting: each function returns a Figure and leaves pyplot alone."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from gsa_tutorial import plotting  # noqa: E402
+from gsa_tutorial.images import sample_image  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _pyplot_untouched():
+    rc_before = dict(matplotlib.rcParams)
+    open_before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == open_before, "a plotting function left a figure open in pyplot"
+    assert dict(matplotlib.rcParams) == rc_before, "a plotting function changed rcParams"
+
+
+def _axes_with_images(fig: Figure) -> int:
+    return sum(bool(ax.images) for ax in fig.axes)
+
+
+def test_plot_images() -> None:
+    images = [sample_image(12), torch.zeros(12, 12), torch.rand(3, 12, 12)]
+    fig = plotting.plot_images(images, ["F", "zeros", "rgb"])
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == 3
+    assert [ax.get_title() for ax in fig.axes] == ["F", "zeros", "rgb"]
+
+
+def test_plot_images_grid_hides_spare_panels() -> None:
+    fig = plotting.plot_images([sample_image(10)] * 5, ncols=3)
+    assert len(fig.axes) == 6 and _axes_with_images(fig) == 5
+
+
+def test_plot_images_rejects_mismatched_titles() -> None:
+    with pytest.raises(ValueError, match="2 images but 1 titles"):
+        plotting.plot_images([sample_image(10)] * 2, ["one"])
+
+
+def test_plot_images_rejects_a_batch() -> None:
+    with pytest.raises(ValueError, match="expected an image"):
+        plotting.plot_images([torch.zeros(2, 2, 8, 8)])
+
+
+@pytest.mark.parametrize("points", [(3.0, 1.0), [[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.5, 2.0]]])
+@pytest.mark.parametrize("group", ["r4", "m4", "r8"])
+def test_plot_orbit(group: str, points) -> None:
+    fig = plotting.plot_orbit(group, points)
+    assert isinstance(fig, Figure)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    from gsa_tutorial.groups import get_group
+
+    assert labels == get_group(group).element_names  # one label per element
+
+
+def test_plot_orbit_rejects_bad_points() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plotting.plot_orbit("r4", [[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize(("group", "cells"), [("m4", 64), ("r16", 0)])
+def test_plot_cayley_table(group: str, cells: int) -> None:
+    fig = plotting.plot_cayley_table(group)
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == 1
+    assert len(fig.axes[0].texts) == cells  # annotated for small groups only
+
+
+@pytest.mark.parametrize("group", ["r4", "m4", "r8"])
+def test_plot_group_action_on_image(group: str) -> None:
+    from gsa_tutorial.groups import get_group
+
+    fig = plotting.plot_group_action_on_image(group, sample_image(12))
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == get_group(group).order
+    assert fig.axes[1].get_title().startswith(get_group(group).element_name(1))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 6, 6), (3, 4, 6, 6), (4, 6, 6)])
+def test_plot_lifted(shape) -> None:
+    fig = plotting.plot_lifted(torch.rand(shape), "r4", max_channels=2)
+    rows = min(shape[-4], 2) if len(shape) >= 4 else 1
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == rows * 4
+
+
+def test_plot_lifted_rejects_wrong_group_axis() -> None:
+    with pytest.raises(ValueError, match=r"\|H\| = 8 for m4"):
+        plotting.plot_lifted(torch.rand(1, 2, 4, 6, 6), "m4")
+
+
+def test_plot_regular_representation() -> None:
+    fig = plotting.plot_regular_representation("m4", 5)
+    image = fig.axes[0].images[0].get_array()
+    assert image.sum() == 8 and (image.sum(0) == 1).all() and (image.sum(1) == 1).all()  # a permutation
+
+
+# ---- chapters 3 and 4 --------------------------------------------------------------------------
+
+
+def test_window_to_image_places_the_window_around_the_query() -> None:
+    weights = torch.arange(9, dtype=torch.float64)  # a 3x3 window, entry 4 is the query itself
+    amap = plotting.window_to_image(weights, (0, 2), 4, 5)
+    assert amap[0, 2] == 4 and amap[1, 3] == 8  # centre, and one row down / one column right
+    assert amap.sum() == 3 + 4 + 5 + 6 + 7 + 8  # the top row of the window lies outside the image
+
+
+def test_window_to_image_rejects_a_query_outside_the_image() -> None:
+    with pytest.raises(ValueError, match="outside the 4x4 image"):
+        plotting.window_to_image(torch.ones(9), (4, 0), 4, 4)
+
+
+@pytest.mark.parametrize("window", [3, None])
+def test_plot_attention_map(window) -> None:
+    from gsa_tutorial import RelativeSelfAttention
+
+    x = sample_image(9, dtype=torch.float64)
+    layer = RelativeSelfAttention(1, 4, heads=2, window=window).double()
+    weights = layer.attention_weights(x)[0, 1]  # (N, K)
+    fig = plotting.plot_attention_map(x, weights, (4, 5))
+    assert isinstance(fig, Figure)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (9, 9) and abs(float(shown.sum()) - 1.0) < 1e-12  # the softmax sums to 1
+
+
+def test_plot_errors_labels_zero_bars() -> None:
+    fig = plotting.plot_errors({"translation": [0.0, 1e-3], "rotation": [2e-16, 0.05]}, ["none", "relative"])
+    assert isinstance(fig, Figure) and len(fig.axes[0].patches) == 4
+    assert "0" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_plot_errors_rejects_a_short_series() -> None:
+    with pytest.raises(ValueError, match="1 values for 2 labels"):
+        plotting.plot_errors({"translation": [0.0]}, ["none", "relative"])
+
+
+@pytest.mark.parametrize(("group", "on_grid"), [("r4", "25/25"), ("r8", "1/25")])
+def test_plot_offsets_counts_grid_points(group: str, on_grid: str) -> None:
+    fig = plotting.plot_offsets(group, 5)
+    assert isinstance(fig, Figure)
+    assert fig.axes[1].get_title().endswith(f"{on_grid} on grid")  # element 1: 90° or 45°
+
+
+@pytest.mark.parametrize("group", ["r4", "m4"])
+def test_plot_position_encoding(group: str) -> None:
+    from gsa_tutorial.groups import get_group
+
+    order = get_group(group).order
+    fig = plotting.plot_position_encoding(torch.randn(order, 5, 5), group)
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == order
+
+
+def test_plot_group_tables() -> None:
+    from gsa_tutorial.positional import relative_group_index
+
+    fig = plotting.plot_group_tables({"ours": relative_group_index("r4")[0], "official": relative_group_index("r4", official=True)[1]}, "r4")
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == 2
+    assert len(fig.axes[0].texts) == 16
+
+
+def test_plot_group_tables_rejects_a_wrong_shape() -> None:
+    with pytest.raises(ValueError, match=r"shape \(4, 4\)"):
+        plotting.plot_group_tables({"bad": torch.zeros(3, 3, dtype=torch.long)}, "r4")
+
+
+# ---- chapters 5 and 6: lifted maps of a rotated input, attention per element, errors, cost ----------
+
+
+@pytest.mark.parametrize(("group", "r", "layout"), [("r4", 1, "rows"), ("m4", 4, "columns"), ("r8", 3, "rows")])
+def test_plot_lifted_rotation_frames_follow_the_group_axis(group: str, r: int, layout: str) -> None:
+    import numpy as np
+
+    from gsa_tutorial.groups import get_group
+
+    g = get_group(group)
+    lifted = torch.rand(1, 2, g.order, 6, 6)
+    fig = plotting.plot_lifted_rotation(lifted, lifted.flip(-1), g, r, image=torch.rand(1, 1, 6, 6), image_moved=torch.rand(1, 1, 6, 6), layout=layout)
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == 2 * (g.order + 1)
+    grid = np.array(fig.axes, dtype=object).reshape((g.order + 1, 2) if layout == "rows" else (2, g.order + 1))
+    panels = grid if layout == "rows" else grid.T  # (element + 1, side)
+    for h in g.elements:  # the right panel of h is framed like the left panel of r⁻¹h
+        source = g.compose(g.inverse(r), h)
+        right = panels[h + 1, 1].spines["left"].get_edgecolor()
+        assert right == panels[source + 1, 0].spines["left"].get_edgecolor()
+        assert (source == h) == (right == panels[h + 1, 0].spines["left"].get_edgecolor())
+
+
+def test_plot_lifted_rotation_rejects_wrong_group_axis() -> None:
+    with pytest.raises(ValueError, match=r"\|H\| = 8 for m4"):
+        plotting.plot_lifted_rotation(torch.rand(1, 2, 4, 6, 6), torch.rand(1, 2, 4, 6, 6), "m4", 1)
+
+
+def test_plot_query_attention_places_the_window_on_the_image() -> None:
+    weights = torch.zeros(1, 2, 4, 49, 9)  # (B, heads, |H|, N = 7*7, K = 3*3)
+    weights[0, 0, 2, 3 * 7 + 3, 5] = 1.0  # element r^2, query (3, 3): the key one column to the right
+    fig = plotting.plot_query_attention([weights, weights], "r4", (3, 3), images=[torch.rand(1, 1, 7, 7)] * 2)
+    assert isinstance(fig, Figure) and _axes_with_images(fig) == 8  # 2 rows x 4 elements
+    shown = fig.axes[2].images[0].get_array()
+    assert shown[3, 4] == 1.0 and shown.sum() == 1.0
+
+
+def test_plot_query_attention_rejects_mismatched_queries() -> None:
+    with pytest.raises(ValueError, match="2 weight tensors but 3 queries"):
+        plotting.plot_query_attention([torch.rand(1, 1, 4, 25, 9)] * 2, "r4", [(1, 1)] * 3)
+
+
+def test_plot_element_errors_draws_one_bar_per_series_and_element() -> None:
+    errors = {
+        "official": {"r4": {0: 0.0, 1: 0.3, 2: 0.2, 3: 0.3}, "m4": {h: 0.1 for h in range(8)}},
+        "equivariant": {"r4": {0: 0.0, 1: 3e-16, 2: 2e-16, 3: 3e-16}, "m4": {h: 1e-16 for h in range(8)}},
+    }
+    fig = plotting.plot_element_errors(errors)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert [len(ax.patches) for ax in fig.axes] == [2 * 4, 2 * 8]
+    assert sum(bool(p.get_hatch()) for p in fig.axes[0].patches) == 2  # the two exact zeros at e
+
+
+def test_plot_element_errors_rejects_mismatched_groups() -> None:
+    with pytest.raises(ValueError, match="expected"):
+        plotting.plot_element_errors({"a": {"r4": {0: 0.1}}, "b": {"m4": {0: 0.1}}})
+
+
+def test_plot_attention_cost() -> None:
+    fig = plotting.plot_attention_cost(["z2", "r4", "r8"], [25, 1600, 12800], [25, 400, 1600])
+    assert isinstance(fig, Figure) and len(fig.axes[0].patches) == 6
+    with pytest.raises(ValueError, match="same length"):
+        plotting.plot_attention_cost(["z2"], [1, 2], [1])
