@@ -991,3 +991,405 @@ def plot_attention_cost(
 
 
 __all__ += ["plot_lifted_rotation", "plot_query_attention", "plot_element_errors", "plot_attention_cost"]
+
+
+# ---- chapters 7 and 8: GSA-Nets, parameter counts, training -----------------------------------------
+
+
+def _diagram_box(ax, x: float, y: float, text: str, colour: str, *, width: float = 1.0, height: float = 0.62,
+                 fontsize: float = 8) -> None:
+    """A rounded box centred at ``(x, y)`` with ``text`` (data coordinates)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                facecolor=colour, edgecolor="0.25", linewidth=1.0))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _diagram_arrow(ax, start: tuple[float, float], end: tuple[float, float], **kwargs: Any) -> None:
+    style = dict(arrowstyle="-|>", color="0.25", lw=1.0, shrinkA=0, shrinkB=0, mutation_scale=9)
+    style.update(kwargs)
+    ax.annotate("", xy=end, xytext=start, arrowprops=style)
+
+
+def _diagram_sum(ax, x: float, y: float, r: float = 0.17) -> None:
+    from matplotlib.patches import Circle
+
+    ax.add_patch(Circle((x, y), r, facecolor="white", edgecolor="0.25", linewidth=1.0, zorder=3))
+    ax.text(x, y, "+", ha="center", va="center", fontsize=10, zorder=4)
+
+
+def plot_block_diagram(*, norm: str = "LayerNorm", activation: str = "ReLU", mlp_ratio: float = 0.5) -> Figure:
+    """Diagram of one GSA-Net block: the attention sub-block and the pointwise MLP, each with a residual (chapter 7).
+
+    Mirrors :class:`gsa_tutorial.layers.TransformerBlock`::
+
+        x ─┬─ norm → act → group self-attention → norm → act → dropout ─┐
+           └──────────── identity, or 1x1 if C_in ≠ C_out ───────────────+─ crop → y
+        y ─┬─ 1x1 → norm → act → 1x1 → norm ─┐
+           └─────────────────────────────────+→ out
+
+    Args:
+        norm: the name written in the norm boxes.
+        activation: the name written in the activation boxes.
+        mlp_ratio: hidden width of the MLP relative to the block width (shown as ``C/2`` for 0.5).
+
+    Returns:
+        The figure.
+    """
+    colours = {"norm": "#dbe9f6", "act": "#fde4c8", "attn": "#f7c6c7", "lin": "#d5ecd4", "misc": "#eeeeee"}
+    hidden = "C/2" if mlp_ratio == 0.5 else f"{mlp_ratio:g}C"
+    rows = [
+        [("norm", norm), ("act", activation), ("attn", "group\nself-attention\n(chapter 6)"), ("norm", norm),
+         ("act", activation), ("misc", "dropout")],
+        [("lin", f"1x1\nC → {hidden}"), ("norm", norm), ("act", activation), ("lin", f"1x1\n{hidden} → C"), ("norm", norm)],
+    ]
+    fig, axes = _figure(figsize=(11.0, 4.2))
+    ax = axes[0, 0]
+    ax.set_xlim(-0.3, 11.6)
+    ax.set_ylim(-0.25, 4.35)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    step = 1.35
+    for r, (row, y) in enumerate(zip(rows, (3.0, 0.85))):
+        x0 = 1.5
+        name_in, name_out = ("x", "y") if r == 0 else ("y", "out")
+        ax.text(0.15, y, name_in, ha="center", va="center", fontsize=11, style="italic")
+        _diagram_arrow(ax, (0.35, y), (x0 - 0.5, y))
+        xs = [x0 + i * step for i in range(len(row))]
+        for (kind, label), x in zip(row, xs):
+            is_attn = kind == "attn"
+            _diagram_box(ax, x, y, label, colours[kind], width=1.15 if is_attn else 1.0, height=0.9 if is_attn else 0.62,
+                         fontsize=7.5 if is_attn else 8)
+        half = [0.58 if kind == "attn" else 0.5 for kind, _ in row]  # half widths of the boxes
+        for i in range(len(xs) - 1):
+            _diagram_arrow(ax, (xs[i] + half[i], y), (xs[i + 1] - half[i + 1], y))
+        xsum = xs[-1] + 0.95
+        _diagram_arrow(ax, (xs[-1] + 0.5, y), (xsum - 0.17, y))
+        _diagram_sum(ax, xsum, y)
+        # residual: up from the input, along the top, down into the sum
+        top = y + 0.85
+        ax.plot([0.6, 0.6, xsum, xsum], [y, top, top, y + 0.42], color="0.25", lw=1.0)
+        _diagram_arrow(ax, (xsum, y + 0.42), (xsum, y + 0.17))
+        skip = "identity, or 1x1 if C_in ≠ C_out" if r == 0 else "identity"
+        ax.text((0.6 + xsum) / 2, top + 0.08, skip, ha="center", va="bottom", fontsize=7.5, color="0.3")
+        if r == 0:
+            _diagram_arrow(ax, (xsum + 0.17, y), (xsum + 0.55, y))
+            _diagram_box(ax, xsum + 1.05, y, "crop", colours["misc"], width=0.9)
+            ax.text(xsum + 1.05, y - 0.55, "same on every side", ha="center", va="top", fontsize=6.5, color="0.3")
+            _diagram_arrow(ax, (xsum + 1.5, y), (xsum + 1.9, y))
+            ax.text(xsum + 2.05, y, name_out, ha="center", va="center", fontsize=11, style="italic")
+        else:
+            _diagram_arrow(ax, (xsum + 0.17, y), (xsum + 0.65, y))
+            ax.text(xsum + 0.85, y, name_out, ha="center", va="center", fontsize=11, style="italic")
+    ax.text(0.0, 4.3, "attention sub-block", fontsize=9, weight="bold", va="top")
+    ax.text(0.0, 2.0, "pointwise MLP sub-block", fontsize=9, weight="bold", va="top")
+    ax.text(11.5, -0.2, "every box maps (B, C, |H|, H, W) to the same kind of map and commutes with the action of H",
+            ha="right", va="bottom", fontsize=7, color="0.3")
+    fig.tight_layout()
+    return fig
+
+
+def plot_network_diagram(config: Any, image_size: int = 28) -> Figure:
+    """The whole GSA-Net of a :class:`~gsa_tutorial.model.GSANetConfig`, left to right, with feature shapes (chapter 7).
+
+    Args:
+        config: a :class:`~gsa_tutorial.model.GSANetConfig` (e.g. ``preset("rotmnist", "r4")``).
+        image_size: side of the square input image.
+
+    Returns:
+        The figure.
+    """
+    from .groups import get_group as _get_group
+
+    sizes = config.feature_sizes(image_size)  # raises for sizes that break symmetry
+    G = _get_group(config.group).order
+    stages: list[tuple[str, str, str]] = []  # (kind, label, shape below)
+    stages.append(("misc", "image", f"{config.in_channels}×{image_size}²"))
+    if config.input_pool > 1:
+        side = image_size // config.input_pool
+        stages.append(("misc", f"avg pool\n{config.input_pool}x{config.input_pool}", f"{config.in_channels}×{side}²"))
+    h0 = sizes[0][0] * (2 if 0 in config.pool_after else 1)
+    stages.append(("attn", "lifting\nself-attn\n+ norm, act", f"{config.channels}×{G}×{h0}²"))
+    if 0 in config.pool_after:
+        stages.append(("misc", "max pool\n2x2", f"{config.channels}×{G}×{sizes[0][0]}²"))
+    for i, (width, crop) in enumerate(zip(config.widths, config.crops), start=1):
+        pooled = i in config.pool_after
+        side_after_block = sizes[i][0] * (2 if pooled else 1)
+        label = f"block {i}" + (f"\ncrop {crop}" if crop else "")
+        stages.append(("block", label, f"{width}×{G}×{side_after_block}²"))
+        if pooled:
+            stages.append(("misc", "max pool\n2x2", f"{width}×{G}×{sizes[i][0]}²"))
+    pool_group = config.group_pool
+    stages.append(("pool", f"mean over\nspace,\n{pool_group} over H", f"{config.widths[-1] if config.num_blocks else config.channels}"))
+    stages.append(("lin", "linear", f"{config.num_classes} logits"))
+    colours = {"misc": "#eeeeee", "attn": "#f7c6c7", "block": "#e8d5f0", "pool": "#fff2b3", "lin": "#d5ecd4"}
+    n = len(stages)
+    step = 1.3
+    fig, axes = _figure(figsize=(max(6.0, 1.0 * n + 0.6), 2.0))
+    ax = axes[0, 0]
+    ax.set_xlim(-0.7, (n - 1) * step + 0.7)
+    ax.set_ylim(-0.9, 0.75)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    for i, (kind, label, shape) in enumerate(stages):
+        x = i * step
+        _diagram_box(ax, x, 0.0, label, colours[kind], width=1.02, height=0.95, fontsize=7)
+        ax.text(x, -0.6, shape, ha="center", va="top", fontsize=6.5, color="0.3")
+        if i:
+            _diagram_arrow(ax, (x - step + 0.51, 0.0), (x - 0.51, 0.0))
+    ax.set_title(f"GSA-Net, group {config.group.upper()} (|H| = {G}); shapes C×|H|×side²", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameter_counts(
+    counts: dict[str, dict[str, int]],
+    paper: dict[str, int] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Trainable parameters per preset (one panel each) and per group (one bar each) (chapter 7).
+
+    Args:
+        counts: ``{preset: {group: number of parameters}}``, e.g. from
+            :func:`gsa_tutorial.model.count_parameters`.
+        paper: ``{preset: number}`` reported in the paper, drawn as a dashed line (presets
+            missing from it get none), e.g. :data:`gsa_tutorial.model.PAPER_PARAMETERS`.
+        title: a title over the figure.
+
+    Returns:
+        The figure.
+    """
+    if not counts or any(not per_group for per_group in counts.values()):
+        raise ValueError("plot_parameter_counts needs {preset: {group: count}} with at least one group per preset")
+    from matplotlib.ticker import FuncFormatter
+
+    paper = paper or {}
+    fig, axes = _figure(1, len(counts), figsize=(2.6 * len(counts) + 0.4, 3.2))
+    colours = plt.get_cmap("tab10")
+
+    def short(v: float) -> str:
+        return f"{v / 1e6:.2f}M" if v >= 1e6 else (f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}")
+
+    for ax, (name, per_group) in zip(axes[0], counts.items()):
+        groups = list(per_group)
+        values = np.array([per_group[g] for g in groups], dtype=float)
+        x = np.arange(len(groups))
+        bars = ax.bar(x, values, color=[colours(i % 10) for i in range(len(groups))])
+        for bar, v in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, v / 2, short(v), ha="center", va="center", fontsize=7.5,
+                    rotation=90, color="white", weight="bold")
+        top = values.max()
+        if name in paper:
+            ax.axhline(paper[name], color="k", ls="--", lw=1, label=f"paper {short(paper[name])}")
+            ax.legend(fontsize=7, loc="upper right")
+            top = max(top, paper[name])
+        ax.set_ylim(0, top * 1.25)
+        ax.set_xticks(x, [g.upper() for g in groups], fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: short(v) if v else "0"))
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0, 0].set_ylabel("trainable parameters")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_angle(
+    curves: dict[str, dict[str, Sequence[float]]],
+    *,
+    period: float | None = 90.0,
+    chance: float | None = 0.1,
+    title: str | None = None,
+) -> Figure:
+    """Test accuracy against the rotation of the test images, one line per model (chapter 8).
+
+    Args:
+        curves: ``{label: {"angles": radians, "accuracy": fractions}}``, as returned by
+            :func:`gsa_tutorial.train.accuracy_vs_angle`.
+        period: draw dotted vertical lines at multiples of this angle (degrees); None for none.
+        chance: draw the chance level (e.g. 0.1 for ten classes); None for none.
+        title: axes title.
+
+    Returns:
+        The figure.
+    """
+    if not curves:
+        raise ValueError("plot_accuracy_vs_angle needs at least one curve")
+    fig, axes = _figure(figsize=(6.4, 3.4))
+    ax = axes[0, 0]
+    top = 0.0
+    for label, curve in curves.items():
+        angles, accuracy = np.asarray(curve["angles"], dtype=float), np.asarray(curve["accuracy"], dtype=float)
+        if angles.shape != accuracy.shape:
+            raise ValueError(f"curve {label!r}: {angles.size} angles but {accuracy.size} accuracies")
+        degrees = np.degrees(angles)
+        ax.plot(degrees, accuracy, marker="o", ms=3.5, lw=1.5, label=label)
+        top = max(top, float(degrees.max(initial=0.0)))
+    if period:
+        for a in np.arange(0.0, top + 1e-9, period):
+            ax.axvline(a, color="0.6", ls=":", lw=1)
+    if chance is not None:
+        ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    ax.set_xlabel("rotation of the test images (degrees)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    if period:
+        ax.set_xticks(np.arange(0.0, top + 1e-9, period / 2 if top <= 4 * period else period))
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(records: dict[str, Any], *, title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training (solid) and validation (dashed), one colour per run (chapter 8).
+
+    Args:
+        records: ``{label: record}`` with ``record`` the dict returned by
+            :func:`gsa_tutorial.train.fit` (or ``metrics.json``), or directly its ``history``:
+            a list of rows with ``epoch, train_loss, train_acc, valid_loss, valid_acc``.
+        title: a title over the figure.
+
+    Returns:
+        The figure.
+    """
+    if not records:
+        raise ValueError("plot_training_curves needs at least one run")
+    fig, axes = _figure(1, 2, figsize=(8.4, 3.2))
+    colours = plt.get_cmap("tab10")
+    for i, (label, record) in enumerate(records.items()):
+        history = record["history"] if isinstance(record, dict) else record
+        if not history:
+            raise ValueError(f"run {label!r} has no epochs")
+        epochs = [row["epoch"] for row in history]
+        for ax, key in zip(axes[0], ("loss", "acc")):
+            ax.plot(epochs, [row[f"train_{key}"] for row in history], color=colours(i), marker="o", ms=3, label=f"{label} train")
+            ax.plot(epochs, [row[f"valid_{key}"] for row in history], color=colours(i), marker="s", ms=3, ls="--",
+                    label=f"{label} valid")
+    axes[0, 0].set_ylabel("cross-entropy")
+    axes[0, 1].set_ylabel("accuracy")
+    axes[0, 1].set_ylim(0, 1.02)
+    for ax in axes[0]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += [
+    "plot_block_diagram",
+    "plot_network_diagram",
+    "plot_parameter_counts",
+    "plot_accuracy_vs_angle",
+    "plot_training_curves",
+]
+
+
+# ---- chapter 9: cost and approximate equivariance ------------------------------------------------
+
+
+def plot_cost_sweep(
+    labels: Sequence[str | int],
+    times: dict[str, Sequence[float | None]],
+    peaks: dict[str, Sequence[float | None]],
+    *,
+    xlabel: str,
+    title: str | None = None,
+) -> Figure:
+    """Time and peak memory of several implementations against one swept quantity (chapter 9).
+
+    Two panels on log axes: seconds per forward+backward step, and peak memory in MB. A missing
+    measurement (``None`` or NaN, e.g. a dense run that did not fit) leaves a gap. The first
+    series is taken as the reference of the ratios printed under the points of the others.
+
+    Args:
+        labels: the x values, e.g. ``["z2", "r4", "r8"]`` or window sizes ``[3, 5, 7]``.
+        times: ``{series: seconds per label}``, e.g. ``{"dense": [...], "fast": [...]}``.
+        peaks: ``{series: peak bytes per label}`` (same series).
+        xlabel: the x-axis label.
+        title: a title over both panels.
+
+    Returns:
+        The figure.
+    """
+    labels = list(labels)
+    for name, values in list(times.items()) + list(peaks.items()):
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r} has {len(values)} values for {len(labels)} labels {labels}")
+    fig, axes = _figure(1, 2, figsize=(max(7.0, 1.1 * len(labels) + 4.5), 3.3), layout="constrained")
+    x = np.arange(len(labels))
+    colours = plt.get_cmap("tab10")
+    for ax, data, ylabel, scale in ((axes[0, 0], times, "seconds per step (fwd + bwd)", 1.0),
+                                    (axes[0, 1], peaks, "peak memory (MB)", 1e-6)):
+        reference = None
+        for i, (name, values) in enumerate(data.items()):
+            vals = np.array([np.nan if v is None else float(v) * scale for v in values])
+            ax.plot(x, vals, "o-", color=colours(i), label=name)
+            if reference is None:
+                reference = vals
+                continue
+            for xi, v, r in zip(x, vals, reference):
+                if np.isfinite(v) and np.isfinite(r) and v > 0:
+                    ax.annotate(f"{v / r:.2g}×", (xi, v), xytext=(0, -11), textcoords="offset points",
+                                ha="center", fontsize=7, color=colours(i))
+        ax.set_yscale("log")
+        ax.set_xticks(x, [str(v) for v in labels])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_angle_errors(
+    errors: dict[str, dict[str | float, float]],
+    *,
+    exact: dict[str, dict[str | float, float]] | None = None,
+    floor: float = 1e-17,
+    title: str | None = None,
+) -> Figure:
+    """Relative equivariance error against the rotation angle, one marker style per group (chapter 9).
+
+    Args:
+        errors: ``{group: {angle in degrees: error}}`` (angles may be strings, as in JSON), e.g.
+            from :func:`gsa_tutorial.profiling.nongrid_equivariance_errors`.
+        exact: optional errors of the grid-exact angles (0°, 90°, ...), drawn in grey; an error of
+            exactly 0 is drawn at ``floor``.
+        floor: where zeros are drawn on the log axis.
+        title: a title.
+
+    Returns:
+        The figure.
+    """
+    fig, axes = _figure(figsize=(6.4, 3.2), layout="constrained")
+    ax = axes[0, 0]
+    markers = "osD^v<>"
+    for i, (name, per_angle) in enumerate(errors.items()):
+        angles = [float(a) for a in per_angle]
+        ax.plot(angles, list(per_angle.values()), markers[i % len(markers)], label=name, alpha=0.8)
+    if exact:
+        for name, per_angle in exact.items():
+            ax.plot([float(a) for a in per_angle], [max(v, floor) for v in per_angle.values()], "x", color="0.5")
+        ax.plot([], [], "x", color="0.5", label="grid-exact angles")
+        ax.axhline(np.finfo(np.float64).eps, color="gray", ls="--", lw=1, label="float64 round-off")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(0, 361, 45))
+    ax.set_xlabel("rotation angle (degrees)")
+    ax.set_ylabel("relative equivariance error")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncols=2)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+__all__ += ["plot_cost_sweep", "plot_angle_errors"]

@@ -22,6 +22,7 @@ was allocated before.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
@@ -37,6 +38,7 @@ from torch import nn
 from .actions import act_on_image, act_on_lifted
 from .attention import GroupSelfAttention, LiftingSelfAttention
 from .groups import get_group
+from .images import disk_mask, gaussian_image
 
 __all__ = [
     "LayerConfig",
@@ -164,8 +166,9 @@ def score_tensor_sizes(
 def forward_backward(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     """A closure that runs one forward and backward pass of ``module`` on ``x``.
 
-    Gradients are reset to ``None`` first, so that every call allocates (and frees) the same
-    tensors. The loss is the sum of the output. Returns the output (detached).
+    The loss is the sum of the output. Gradients are reset to ``None`` before and after the
+    pass, so that every call allocates and frees the same tensors (and :func:`peak_memory`
+    counts the gradients as part of the step). Returns the output (detached).
     """
 
     def step() -> torch.Tensor:
@@ -173,6 +176,8 @@ def forward_backward(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.T
         x.grad = None
         out = module(x)
         out.sum().backward()
+        module.zero_grad(set_to_none=True)
+        x.grad = None
         return out.detach()
 
     return step
@@ -273,6 +278,7 @@ def measure_layers(
     repeats: int = 3,
     warmup: int = 1,
     dense: bool = True,
+    lifting: bool = True,
     dense_limit_bytes: float = 8e9,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -284,6 +290,7 @@ def measure_layers(
         device: where to run.
         repeats, warmup: see :func:`time_step`.
         dense: also measure the dense reference.
+        lifting: also measure the lifting layer.
         dense_limit_bytes: skip the dense reference when its score tensor alone
             (:func:`score_tensor_sizes`, ``dense_bytes``) exceeds this; it is also skipped with
             a message when it runs out of memory.
@@ -300,14 +307,15 @@ def measure_layers(
     G = get_group(c.group).order
     sizes = score_tensor_sizes(c.group, c.size, window=c.window, heads=c.heads, batch=c.batch, dim_head=c.dim_head)
     torch.manual_seed(seed)
-    lifting = LiftingSelfAttention(c.in_channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window).to(device)
+    lift = LiftingSelfAttention(c.in_channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window).to(device)
     fast = GroupSelfAttention(c.channels, c.channels, group=c.group, heads=c.heads, dim_head=c.dim_head, window=c.window).to(device)
     gen = torch.Generator().manual_seed(seed)
     image = torch.randn(c.batch, c.in_channels, c.size, c.size, generator=gen).to(device).requires_grad_()
     lifted = torch.randn(c.batch, c.channels, G, c.size, c.size, generator=gen).to(device).requires_grad_()
 
-    result: dict[str, Any] = {"config": asdict(c), "sizes": sizes}
-    result["lifting"] = _measure(forward_backward(lifting, image), device=device, repeats=repeats, warmup=warmup)
+    result: dict[str, Any] = {"config": asdict(c), "sizes": sizes, "lifting": {"status": "not run"}}
+    if lifting:
+        result["lifting"] = _measure(forward_backward(lift, image), device=device, repeats=repeats, warmup=warmup)
     fast_step = forward_backward(fast, lifted)
     result["group_fast"] = _measure(fast_step, device=device, repeats=repeats, warmup=warmup)
     result.update(group_dense={"status": "not run"}, max_abs_diff=None, max_abs_output=None, speedup=None, memory_ratio=None)
@@ -402,6 +410,7 @@ def measure_model_step(
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # free the gradients inside the measured step
 
     result: dict[str, Any] = {
         "preset": preset_name, "group": group, "batch": batch, "image_size": size,
@@ -456,10 +465,8 @@ def nongrid_equivariance_errors(
     Returns:
         ``{group: {angle in degrees (str): error}}`` for every non-grid element.
     """
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    blob = torch.exp(-((xx - 2) ** 2 + (yy + 1) ** 2) / 18).view(1, 1, size, size)  # (1, 1, H, W)
-    disk = xx**2 + yy**2 <= radius**2  # (H, W)
+    blob = gaussian_image(size, centre=(2.0, 1.0), sigma=(3.0, 3.0))  # (1, 1, H, W), float64
+    disk = disk_mask(size, radius=radius, dtype=torch.bool)[0, 0]  # (H, W)
     errors: dict[str, dict[str, float]] = {}
     for name in groups:
         group = get_group(name)
@@ -481,7 +488,8 @@ def nongrid_equivariance_errors(
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Where the numbers come from: device name, torch version, threads, load average, date."""
+    """Where the numbers come from: device name, torch version, threads, load average, date, and
+    the first 12 hex digits of the SHA-256 of ``gsa_tutorial/attention.py`` (the code measured)."""
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -496,6 +504,10 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         load = list(os.getloadavg())
     except OSError:
         load = None
+    from . import attention
+
+    with open(attention.__file__, "rb") as f:  # which version of the layers was measured
+        attention_sha = hashlib.sha256(f.read()).hexdigest()[:12]
     return {
         "device": device.type,
         "device_name": name,
@@ -505,6 +517,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "load_average": load,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "attention_py_sha256": attention_sha,
     }
 
 

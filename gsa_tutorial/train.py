@@ -38,6 +38,8 @@ each global batch (``DistributedSampler``; the per-process batch is ``batch_size
 world_size``, so the global batch and the schedule do not change with the number of
 processes), gradients are averaged by ``DistributedDataParallel``, metrics are summed over
 processes, and only rank 0 prints and writes files. Backend: NCCL on CUDA, Gloo on CPU.
+BatchNorm layers become ``SyncBatchNorm`` on CUDA; on CPU (PyTorch has no CPU SyncBatchNorm)
+each process normalises with the statistics of its own shard.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def train_preset(name: str, **overrides: Any) -> TrainConfig:
         "rotmnist": dict(epochs=300, batch_size=8, lr=1e-3, weight_decay=1e-4, warmup_epochs=5),
         "cifar10": dict(epochs=350, batch_size=24, lr=1e-3, weight_decay=1e-4, warmup_epochs=10),
         "pcam": dict(epochs=100, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_epochs=5),
-        "small": dict(epochs=5, batch_size=32, lr=3e-3, weight_decay=0.0, warmup_epochs=0.5),
+        "small": dict(epochs=5, batch_size=32, lr=1e-2, weight_decay=0.0, warmup_epochs=0.5),
     }
     key = name.strip().lower()
     if key not in table:
@@ -563,6 +565,8 @@ def fit(
         torch.manual_seed(config.seed + ctx.rank)  # dropout streams (the weights are the caller's)
     net: nn.Module = bare
     if ctx.active:
+        if device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is CUDA-only)
+            bare = nn.SyncBatchNorm.convert_sync_batchnorm(bare)
         device_ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(bare, device_ids=device_ids)
 
@@ -746,6 +750,16 @@ def _parse_value(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
 def _limit(dataset: Dataset, n: int | None) -> Dataset:
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
@@ -780,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-size", type=int, default=None, help="use only the first N validation images")
     p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE", help="override a GSANetConfig field, e.g. --model channels=8")
+    p.add_argument(
+        "--data-option", action="append", default=[], metavar="KEY=VALUE", help="extra argument of get_dataset, e.g. --data-option size=14 (synthetic)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p
 
@@ -792,12 +809,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     ctx = _init_distributed_from_env(args.device)
     try:
-        overrides = {}
-        for item in args.model:
-            if "=" not in item:
-                raise SystemExit(f"--model expects KEY=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            overrides[key.strip()] = _parse_value(value)
+        overrides = _key_values(args.model, "--model")
+        data_options = _key_values(args.data_option, "--data-option")
         model_config = preset(args.preset, args.group, **overrides)
         train_overrides = {
             k: v
@@ -828,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         def load_data() -> dict[str, Dataset]:
             return {
-                split: _limit(get_dataset(name, split, root=args.data_dir, download=args.download), n)
+                split: _limit(get_dataset(name, split, root=args.data_dir, download=args.download, **data_options), n)
                 for split, n in (("train", args.train_size), ("valid", args.valid_size), ("test", args.test_size))
             }
 

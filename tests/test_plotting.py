@@ -230,3 +230,79 @@ def test_plot_attention_cost() -> None:
     assert isinstance(fig, Figure) and len(fig.axes[0].patches) == 6
     with pytest.raises(ValueError, match="same length"):
         plotting.plot_attention_cost(["z2"], [1, 2], [1])
+
+
+# ---- chapters 7 and 8 -------------------------------------------------------------------------------
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_plot_block_diagram_shows_both_sub_blocks_and_two_residual_sums() -> None:
+    fig = plotting.plot_block_diagram(norm="GN", activation="Swish")
+    texts = _texts(fig)
+    assert isinstance(fig, Figure)
+    assert texts.count("+") == 2, "one residual sum per sub-block"
+    assert texts.count("GN") == 4 and texts.count("Swish") == 3
+    assert any("self-attention" in t for t in texts) and "crop" in texts
+
+
+@pytest.mark.parametrize("group", ["z2", "r4", "m4"])
+def test_plot_network_diagram_lists_every_block_with_its_shape(group: str) -> None:
+    from gsa_tutorial.groups import get_group
+    from gsa_tutorial.model import preset
+
+    config = preset("rotmnist", group)
+    texts = _texts(plotting.plot_network_diagram(config, 28))
+    G = get_group(group).order
+    assert sum(t.startswith("block ") for t in texts) == config.num_blocks
+    assert f"{config.widths[-1]}×{G}×4²" in texts, "the rotMNIST net ends on a 4x4 map"
+
+
+def test_plot_network_diagram_refuses_sizes_that_break_symmetry() -> None:
+    from gsa_tutorial.model import preset
+
+    with pytest.raises(ValueError, match="odd"):
+        plotting.plot_network_diagram(preset("rotmnist", "r4"), 29)  # 29 -> crop 2 -> 25x25 at the 2x2 pooling
+
+
+def test_plot_parameter_counts_one_panel_per_preset_and_a_paper_line() -> None:
+    counts = {"rotmnist": {"z2": 41_000, "r4": 42_000}, "small": {"z2": 1_300, "r4": 1_350, "m4": 1_400}}
+    fig = plotting.plot_parameter_counts(counts, {"rotmnist": 44_400})
+    assert len(fig.axes) == 2
+    assert [len(ax.patches) for ax in fig.axes] == [2, 3]
+    assert [len(ax.get_lines()) for ax in fig.axes] == [1, 0], "only presets with a paper number get a line"
+
+
+def test_plot_parameter_counts_rejects_an_empty_preset() -> None:
+    with pytest.raises(ValueError, match="at least one group"):
+        plotting.plot_parameter_counts({"rotmnist": {}})
+
+
+def test_plot_accuracy_vs_angle_draws_degrees() -> None:
+    import math
+
+    angles = [math.radians(a) for a in range(0, 361, 45)]
+    fig = plotting.plot_accuracy_vs_angle({"R4": {"angles": angles, "accuracy": [0.9] * len(angles)}}, chance=None)
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == pytest.approx(list(range(0, 361, 45)))
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["R4"]
+
+
+def test_plot_accuracy_vs_angle_rejects_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="3 angles but 2 accuracies"):
+        plotting.plot_accuracy_vs_angle({"Z2": {"angles": [0.0, 1.0, 2.0], "accuracy": [0.5, 0.4]}})
+
+
+def test_plot_training_curves_accepts_records_and_histories() -> None:
+    history = [{"epoch": e, "train_loss": 1 / e, "valid_loss": 1.1 / e, "train_acc": 0.5, "valid_acc": 0.4} for e in (1, 2, 3)]
+    fig = plotting.plot_training_curves({"Z2": {"history": history}, "R4": history})
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.get_lines()) == 4 and len(acc_ax.get_lines()) == 4  # train + valid per run
+    assert list(acc_ax.get_lines()[1].get_ydata()) == [0.4, 0.4, 0.4]
+
+
+def test_plot_training_curves_rejects_an_empty_run() -> None:
+    with pytest.raises(ValueError, match="no epochs"):
+        plotting.plot_training_curves({"Z2": []})

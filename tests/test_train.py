@@ -1,0 +1,281 @@
+"""The training loop: it learns, resumes exactly, saves safe checkpoints, runs under torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from gsa_tutorial.data import get_dataset
+from gsa_tutorial.model import GSANet, GSANetConfig
+from gsa_tutorial.train import (
+    TrainConfig,
+    _make_scheduler,
+    accuracy_vs_angle,
+    clean_state_dict,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_model,
+    load_state_dict,
+    main,
+    train_or_load,
+    train_preset,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 8  # tiny images keep every test in this file at a second or two on a laptop CPU
+
+# A tiny GSA-Net: lifting + one group block + the invariant head (a few hundred parameters).
+TINY = dict(group="r4", channels=6, num_blocks=1, heads=2, dim_head=3, window=3, pos_hidden=4, input_pool=1, pool_after=(), norm="layer")
+TINY_CLI = [f"--model={k}={json.dumps(v)}" for k, v in TINY.items() if k != "group"]
+
+
+def tiny_net(seed: int = 0, **kw) -> GSANet:
+    torch.manual_seed(seed)
+    return GSANet(GSANetConfig(**{**TINY, **kw}))
+
+
+def digits(split: str, n: int, size: int = SIZE) -> Dataset:
+    return get_dataset("synthetic", split, n=n, size=size)
+
+
+def quiet(**kw) -> TrainConfig:
+    return TrainConfig(**{"progress": False, "device": "cpu", **kw})
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class CountingDataset(Dataset):
+    """Counts item reads, to check that the test set is evaluated exactly once."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base, self.reads = base, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.base[i]
+
+
+# ---- learning ----------------------------------------------------------------------------
+
+
+def test_fit_overfits_sixteen_images():
+    data = digits("train", 16)
+    net = tiny_net(norm="none")
+    record = fit(net, data, data, quiet(epochs=40, batch_size=8, lr=2e-2, weight_decay=0.0, warmup_epochs=0))
+    history = record["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert evaluate(net, data)["acc"] == 1.0
+
+
+# ---- checkpoints, resume, model selection -------------------------------------------------
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
+    train, valid = digits("train", 24), digits("valid", 8)
+    config = quiet(epochs=3, batch_size=8, lr=1e-2, warmup_epochs=1)
+    kw = dict(dropout=0.2, input_dropout=0.1)  # random streams must be restored too
+
+    straight = tiny_net(**kw)
+    rec_a = fit(straight, train, valid, config, tmp_path / "a")
+
+    first = tiny_net(**kw)
+    rec_b1 = fit(first, train, valid, replace(config, max_epochs_this_run=1), tmp_path / "b")
+    assert len(rec_b1["history"]) == 1 and not rec_b1["finished"]
+    resumed = tiny_net(seed=123, **kw)  # different initial weights: they must come from the checkpoint
+    rec_b = fit(resumed, train, valid, config, tmp_path / "b", resume=True)
+
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    assert strip(rec_b["history"]) == strip(rec_a["history"])
+    assert rec_b["best"] == rec_a["best"]
+    for name, tensor in weights(straight).items():
+        assert torch.equal(tensor, weights(resumed)[name]), name
+    last_a, last_b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for name, tensor in last_a["model"].items():
+        assert torch.equal(tensor, last_b["model"][name]), name
+
+
+def test_checkpoint_loads_with_weights_only_and_has_everything(tmp_path):
+    fit(tiny_net(), digits("train", 8), digits("valid", 8), quiet(epochs=1, batch_size=4), tmp_path)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "epoch", "train_config", "model_config", "rng", "history", "best"} <= set(ckpt)
+    assert ckpt["epoch"] == 1
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in ckpt["model"])
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert GSANetConfig.from_dict(best["model_config"]) == GSANetConfig(**TINY)
+
+
+def test_load_model_rebuilds_the_trained_network(tmp_path):
+    net = tiny_net()
+    fit(net, digits("train", 8), digits("valid", 8), quiet(epochs=1, batch_size=4), tmp_path)
+    x = digits("test", 4).tensors()[0]
+    rebuilt = load_model(tmp_path / "best.pt").eval()
+    torch.testing.assert_close(rebuilt(x), net.eval()(x), rtol=0, atol=0)
+
+
+def test_state_dict_with_module_prefix_loads_strictly():
+    source, target = tiny_net(seed=1), tiny_net(seed=2)
+    wrapped = torch.nn.DataParallel(source).state_dict()  # keys "module.lift.to_q.weight", ...
+    assert all(k.startswith("module.") for k in wrapped)
+    load_state_dict(target, {"_orig_mod." + k: v for k, v in wrapped.items()})
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(tensor, target.state_dict()[name])
+
+
+def test_state_dict_with_missing_keys_is_refused():
+    state = clean_state_dict(tiny_net().state_dict())
+    state.pop("classifier.bias")
+    with pytest.raises(RuntimeError, match="classifier.bias"):
+        load_state_dict(tiny_net(), state)
+
+
+def test_model_selection_on_validation_and_test_evaluated_once_with_best_weights(tmp_path):
+    test = CountingDataset(digits("test", 8))
+    net = tiny_net()
+    record = fit(net, digits("train", 16), digits("valid", 8), quiet(epochs=3, batch_size=8, lr=1e-2), tmp_path, test_set=test)
+    history = record["history"]
+    best = max(history, key=lambda r: (r["valid_acc"], -r["valid_loss"]))
+    assert record["best"]["epoch"] == best["epoch"]
+    assert test.reads == len(test)  # once, at the end
+    best_weights = load_checkpoint(tmp_path / "best.pt")["model"]
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, best_weights[name]), name
+    assert record["test"] == pytest.approx(evaluate(net, test.base))
+
+
+def test_metrics_files_have_one_row_per_epoch(tmp_path):
+    fit(tiny_net(), digits("train", 8), digits("valid", 8), quiet(epochs=2, batch_size=4), tmp_path, test_set=digits("test", 4))
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["epoch"] for r in record["history"]] == [1, 2]
+    assert record["finished"] and record["test"]["n"] == 4
+    rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[:6] == ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_acc"]
+    assert len(rows) == 3
+
+
+def test_interrupted_run_is_not_tested(tmp_path):
+    test = CountingDataset(digits("test", 4))
+    record = fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=3, batch_size=4, max_epochs_this_run=1), tmp_path, test_set=test)
+    assert not record["finished"] and record["test"] is None and test.reads == 0
+
+
+def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
+    args = (digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path)
+    trained, _ = train_or_load(tiny_net(), *args)
+    monkeypatch.setattr("gsa_tutorial.train.fit", lambda *a, **k: pytest.fail("train_or_load retrained a finished run"))
+    loaded, record = train_or_load(tiny_net(seed=5), *args)
+    assert record["finished"]
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
+
+
+# ---- schedule, AMP, evaluation helpers ---------------------------------------------------
+
+
+def test_warmup_cosine_schedule_rises_then_decays_to_zero():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = _make_scheduler(opt, TrainConfig(epochs=10, warmup_epochs=2), steps_per_epoch=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = lrs.index(max(lrs))
+    assert 15 <= peak <= 21 and max(lrs) == pytest.approx(1.0, abs=0.06)
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))  # warm-up increases
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # then decays
+    assert lrs[-1] < 1e-2
+
+
+def test_amp_bf16_on_cpu_trains():
+    record = fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4, amp=True, amp_dtype="bf16"))
+    assert math.isfinite(record["history"][0]["train_loss"])
+
+
+def test_accuracy_vs_angle_is_flat_at_quarter_turns_for_an_invariant_net():
+    images, labels = digits("test", 10, size=9).tensors()
+    net = tiny_net().double()
+    curve = accuracy_vs_angle(net, images.double(), labels, [0.0, math.pi / 2, math.pi, 3 * math.pi / 2, 0.3])
+    assert len(curve["accuracy"]) == 5
+    assert curve["accuracy"][:4] == [curve["accuracy"][0]] * 4
+    assert curve["accuracy"][0] == pytest.approx(evaluate(net, TensorDataset(images.double(), labels))["acc"])
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(optimizer="lamb"), "optimizer"),
+        (dict(schedule="step"), "schedule"),
+        (dict(amp_dtype="fp8"), "amp_dtype"),
+    ],
+)
+def test_bad_train_config_raises(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_train_presets_use_adam():
+    for name in ["rotmnist", "cifar10", "pcam", "small"]:
+        assert train_preset(name).optimizer == "adam"
+
+
+# ---- command line and torchrun -----------------------------------------------------------
+
+CLI_ARGS = [
+    "--preset=small",
+    "--group=r4",
+    "--dataset=synthetic",
+    f"--data-option=size={SIZE}",
+    "--train-size=16",
+    "--valid-size=8",
+    "--test-size=8",
+    "--epochs=2",
+    "--batch-size=8",
+    "--lr=0.01",
+    "--device=cpu",
+    "--no-progress",
+    *TINY_CLI,
+]
+
+
+def test_cli_trains_and_resumes(tmp_path):
+    first = main([*CLI_ARGS, f"--out={tmp_path}", "--max-epochs-this-run=1"])
+    assert len(first["history"]) == 1 and not first["finished"]
+    second = main([*CLI_ARGS, f"--out={tmp_path}", "--resume"])
+    assert [r["epoch"] for r in second["history"]] == [1, 2] and second["finished"]
+    assert second["test"]["n"] == 8
+
+
+def test_torchrun_two_processes_agree_with_one(tmp_path):
+    one = main([*CLI_ARGS, f"--out={tmp_path / 'one'}"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gsa_tutorial.train"]
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cmd, *CLI_ARGS, f"--out={tmp_path / 'two'}"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["world_size"] == 2 and two["finished"]
+    for a, b in zip(one["history"], two["history"]):
+        for key in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    w1 = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    w2 = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], rtol=1e-4, atol=1e-5)
+    print(f"torchrun (2 processes) took {time.perf_counter() - t0:.1f}s")
