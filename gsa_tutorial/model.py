@@ -8,7 +8,7 @@ Legend: ``B`` batch, ``C`` channels, ``G = |H|`` group size, ``H, W`` height and
       │ standardise (fixed mean/std of the data set); optional k x k average pooling
       │ LiftingSelfAttention → norm → act                      (B, C, G, H, W)
       │ TransformerBlock × num_blocks  (crop, 2x2 pool on even maps between them)
-      │ InvariantPooling: mean over space, max over the group  (B, C_last)
+      │ InvariantPooling: mean over space, max over the group  (B, C_last)  (exactly invariant)
       └ Linear → logits                                        (B, num_classes)
 
 The architecture and the presets' hyper-parameters follow the official code of Romero &
@@ -54,7 +54,7 @@ class GSANetConfig:
     Lists given for tuple fields (from JSON or a checkpoint) are turned into tuples.
     """
 
-    group: str = "r4"
+    group: str = "r4"  # the group H: "z2", "r4", "r8", "r12", "r16", "m4" (any "rN" / "mN")
     in_channels: int = 1
     num_classes: int = 10
     # Width of the lifting layer, and of every block unless ``block_channels`` says otherwise.
@@ -62,8 +62,8 @@ class GSANetConfig:
     num_blocks: int = 5
     # Output width of each block (length ``num_blocks``); None: ``channels`` everywhere.
     block_channels: tuple[int, ...] | None = None
-    # 9 heads in every official preset: as many as the taps of a 3x3 convolution, which
-    # multi-head self-attention with 9 heads can express (Cordonnier et al., 2020).
+    # 9 heads in every official preset (a 9-head attention layer can express a 3x3
+    # convolution, Cordonnier et al., 2020).
     heads: int = 9
     # Width of each head; None: round(dim_head_ratio * the layer's output width).
     dim_head: int | None = None
@@ -77,7 +77,7 @@ class GSANetConfig:
     window: int | None = 5
     # Average-pool the image by this factor before lifting (1: no pooling). Exactly equivariant
     # when it divides H and W (the k x k tiles map onto tiles under rotations and mirrors);
-    # the CPU preset uses 2 to attend over 14x14 instead of 28x28 maps (4x cheaper).
+    # the CPU preset uses 2 so that the lifting layer attends over 14x14, not 28x28 maps.
     input_pool: int = 1
     # Pixels cropped from each side after each block (int: the same for all blocks). The
     # official rotMNIST model crops (2, 0, 2, 1, 1): 28 -> 24 -> 24 -> pool 12 -> 8 -> 6 -> 4.

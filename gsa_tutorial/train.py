@@ -46,18 +46,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import csv
 import json
 import math
 import os
 import random
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -118,6 +116,7 @@ class TrainConfig:
     # jobs, and to test that an interrupted and resumed run equals an uninterrupted one.
     max_epochs_this_run: int | None = None
     progress: bool = True  # tqdm bars (rank 0 only)
+    verbose: bool = True  # one summary line per epoch (rank 0 only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -555,6 +554,7 @@ def fit(
     if writer:
         run_path.mkdir(parents=True, exist_ok=True)
     show = config.progress and ctx.main
+    say = config.verbose and ctx.main
 
     bare = _unwrap(model).to(device)
     ckpt = None
@@ -665,7 +665,7 @@ def fit(
         _log(
             f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.4f}  ({row['time_s']:.1f}s)",
-            show,
+            say,
         )
         rng = [_rng_state()]
         if ctx.active:
@@ -698,7 +698,7 @@ def fit(
         load_state_dict(bare, best_state)
         if test_set is not None:
             record["test"] = evaluate(bare, test_set, batch_size=eval_bs, device=device, amp=config.amp, num_workers=config.num_workers)
-            _log(f"test (best epoch {record['best']['epoch']}): loss {record['test']['loss']:.4f} acc {record['test']['acc']:.4f}", show)
+            _log(f"test (best epoch {record['best']['epoch']}): loss {record['test']['loss']:.4f} acc {record['test']['acc']:.4f}", say)
     if writer:
         _write_metrics(run_path, record)
     return record

@@ -25,6 +25,15 @@ from gsa_tutorial.testing import equivariance_error
 PAPER_GROUP = {"rotmnist": "r12", "cifar10": "m4", "pcam": "m4"}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest, and it avoids oversubscribing a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def tiny_config(group: str, size: int, **kw) -> GSANetConfig:
     """Two blocks, a crop, and (for even inputs) a 2x2 pooling in between: every kind of layer."""
     base = dict(
@@ -66,6 +75,14 @@ def lifted(group: str, size: int, channels: int = 4, batch: int = 2, seed: int =
 @pytest.mark.parametrize("group,size", [("r4", 8), ("r4", 9), ("m4", 8), ("m4", 9), ("r8", 8)])
 def test_gsanet_logits_are_invariant(group, size):
     assert_equivariant(tiny_net(group, size), group, images(size), rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_rotmnist_preset_is_invariant_at_full_size():
+    """The paper's rotMNIST wiring (crops 2, 0, 2, 1, 1 and a pooling at 24x24) keeps exact invariance."""
+    torch.manual_seed(0)
+    net = GSANet(preset("rotmnist", "r4")).double()
+    assert_equivariant(net, "r4", images(28, channels=1), rtol=1e-10)
 
 
 @pytest.mark.parametrize("group", ["r4", "m4"])

@@ -40,6 +40,15 @@ TINY = dict(group="r4", channels=6, num_blocks=1, heads=2, dim_head=3, window=3,
 TINY_CLI = [f"--model={k}={json.dumps(v)}" for k, v in TINY.items() if k != "group"]
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest, and it avoids oversubscribing a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def tiny_net(seed: int = 0, **kw) -> GSANet:
     torch.manual_seed(seed)
     return GSANet(GSANetConfig(**{**TINY, **kw}))
@@ -50,7 +59,7 @@ def digits(split: str, n: int, size: int = SIZE) -> Dataset:
 
 
 def quiet(**kw) -> TrainConfig:
-    return TrainConfig(**{"progress": False, "device": "cpu", **kw})
+    return TrainConfig(**{"progress": False, "verbose": False, "device": "cpu", **kw})
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -75,11 +84,13 @@ class CountingDataset(Dataset):
 
 
 def test_fit_overfits_sixteen_images():
+    """Loss falls and all 16 training digits end up right. Z2 (the trivial group) keeps it a
+    few seconds; a group net runs the same code with |H|² times the work per step."""
     data = digits("train", 16)
-    net = tiny_net(norm="none")
-    record = fit(net, data, data, quiet(epochs=40, batch_size=8, lr=2e-2, weight_decay=0.0, warmup_epochs=0))
-    history = record["history"]
-    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    net = tiny_net(group="z2", channels=8, heads=4, dim_head=2, window=5)
+    config = quiet(epochs=60, batch_size=8, lr=3e-2, weight_decay=0.0, schedule="constant")
+    history = fit(net, data, data, config)["history"]
+    assert history[-1]["train_loss"] < 0.25 * history[0]["train_loss"]
     assert evaluate(net, data)["acc"] == 1.0
 
 
@@ -87,7 +98,7 @@ def test_fit_overfits_sixteen_images():
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
-    train, valid = digits("train", 24), digits("valid", 8)
+    train, valid = digits("train", 16), digits("valid", 4)
     config = quiet(epochs=3, batch_size=8, lr=1e-2, warmup_epochs=1)
     kw = dict(dropout=0.2, input_dropout=0.1)  # random streams must be restored too
 
@@ -230,9 +241,10 @@ def test_bad_train_config_raises(kw, match):
         TrainConfig(**kw)
 
 
-def test_train_presets_use_adam():
-    for name in ["rotmnist", "cifar10", "pcam", "small"]:
-        assert train_preset(name).optimizer == "adam"
+def test_train_preset_applies_overrides_and_rejects_unknown_names():
+    assert train_preset("rotmnist", epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="rotmnist, cifar10, pcam, small"):
+        train_preset("mnist")
 
 
 # ---- command line and torchrun -----------------------------------------------------------
@@ -274,8 +286,11 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
     for a, b in zip(one["history"], two["history"]):
         for key in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
-    w1 = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
-    w2 = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
-    for name in w1:
-        torch.testing.assert_close(w1[name], w2[name], rtol=1e-4, atol=1e-5)
+    # Compare the trained *functions*: a few parameters (the last bias of each positional MLP
+    # adds the same logit to every key, which the softmax ignores) have an exactly zero
+    # gradient, so their round-off noise, normalised by Adam, moves them by up to lr per step.
+    x = digits("test", 8).tensors()[0]
+    net1, net2 = load_model(tmp_path / "one" / "last.pt").eval(), load_model(tmp_path / "two" / "last.pt").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net2(x), net1(x), rtol=1e-4, atol=1e-5)
     print(f"torchrun (2 processes) took {time.perf_counter() - t0:.1f}s")
