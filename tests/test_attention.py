@@ -235,3 +235,20 @@ def test_bad_options_are_rejected():
         RelativeSelfAttention(3, 4, positional="sinusoidal")
     with pytest.raises(ValueError, match="unknown group"):
         LiftingSelfAttention(3, 4, group="so2")
+
+
+# ---- the fused softmax ---------------------------------------------------------------------
+
+
+def test_softmax_lse_matches_torch_and_passes_gradcheck():
+    from gsa_tutorial.attention import softmax_lse
+
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    x[0, 0, 1] = float("-inf")  # a masked entry
+    p, lse = softmax_lse(x)
+    torch.testing.assert_close(p, x.softmax(-1), rtol=0, atol=1e-15)
+    torch.testing.assert_close(lse, torch.logsumexp(x, -1), rtol=0, atol=1e-14)
+    y = torch.randn(3, 5, 4, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: softmax_lse(t), (y,))
+    assert torch.autograd.gradcheck(lambda t: softmax_lse(t)[0], (y,))
+    assert torch.autograd.gradcheck(lambda t: softmax_lse(t)[1], (y,))
