@@ -10,6 +10,7 @@ from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup
 from .actions import act_on_coordinates, act_on_image, act_on_lifted, pixel_coordinates
 from .attention import GroupSelfAttention, LiftingSelfAttention, RelativeSelfAttention
 from .testing import assert_equivariant, equivariance_error
+from .model import GSANet, GSANetConfig, preset
 
 __version__ = "0.1.0"
 
@@ -29,4 +30,7 @@ __all__ = [
     "GroupSelfAttention",
     "equivariance_error",
     "assert_equivariant",
+    "GSANet",
+    "GSANetConfig",
+    "preset",
 ]
