@@ -10,16 +10,16 @@ from gsa_tutorial.testing import equivariance_error, translation_error
 
 from attention_reference import group_reference, lifting_reference
 
-torch.set_default_dtype(torch.float64)
+F64 = torch.float64
 
 
 def lifted_input(group: str, size: int, channels: int = 3, batch: int = 2, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, channels, get_group(group).order, size, size, generator=gen)
+    return torch.randn(batch, channels, get_group(group).order, size, size, generator=gen, dtype=F64)
 
 
 def image_input(size: int, channels: int = 3, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
 def make(cls, group, window, heads=2, cin=3, cout=4, seed=0, **kw):
@@ -127,7 +127,7 @@ def test_non_grid_rotations_are_approximate_and_bounded():
     bias, so the error there is O(1) and says nothing about the layer.
     """
     size = 21
-    yy, xx = torch.meshgrid(torch.arange(size) - 10.0, torch.arange(size) - 10.0, indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=F64) - 10, torch.arange(size, dtype=F64) - 10, indexing="ij")
     blob = torch.exp(-((xx - 2) ** 2 + (yy + 1) ** 2) / 18).expand(1, 2, size, size).clone()
     disk = xx**2 + yy**2 <= 36
     for group in ("r8", "r12", "r16"):
@@ -182,7 +182,7 @@ def test_group_weights_sum_to_one_and_reproduce_the_output():
     x = lifted_input("r4", 5)
     w = layer.attention_weights(x)  # (B, m, h, t, N, K, s)
     assert w.shape == (2, 2, 4, 4, 25, 9, 4)
-    torch.testing.assert_close(w.sum((-1, -2)), torch.ones(2, 2, 4, 4, 25))
+    torch.testing.assert_close(w.sum((-1, -2)), torch.ones(2, 2, 4, 4, 25, dtype=F64))
     dense = make(GroupSelfAttention, "r4", 3, implementation="dense")
     dense.load_state_dict(layer.state_dict())
     torch.testing.assert_close(dense(x), layer(x), rtol=1e-12, atol=1e-12)
@@ -243,12 +243,12 @@ def test_bad_options_are_rejected():
 def test_softmax_lse_matches_torch_and_passes_gradcheck():
     from gsa_tutorial.attention import softmax_lse
 
-    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
     x[0, 0, 1] = float("-inf")  # a masked entry
     p, lse = softmax_lse(x)
     torch.testing.assert_close(p, x.softmax(-1), rtol=0, atol=1e-15)
     torch.testing.assert_close(lse, torch.logsumexp(x, -1), rtol=0, atol=1e-14)
-    y = torch.randn(3, 5, 4, requires_grad=True)
+    y = torch.randn(3, 5, 4, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: softmax_lse(t), (y,))
     assert torch.autograd.gradcheck(lambda t: softmax_lse(t)[0], (y,))
     assert torch.autograd.gradcheck(lambda t: softmax_lse(t)[1], (y,))
