@@ -151,7 +151,7 @@ def train_preset(name: str, **overrides: Any) -> TrainConfig:
         "rotmnist": dict(epochs=300, batch_size=8, lr=1e-3, weight_decay=1e-4, warmup_epochs=5),
         "cifar10": dict(epochs=350, batch_size=24, lr=1e-3, weight_decay=1e-4, warmup_epochs=10),
         "pcam": dict(epochs=100, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_epochs=5),
-        "small": dict(epochs=5, batch_size=32, lr=1e-2, weight_decay=0.0, warmup_epochs=0.5),
+        "small": dict(epochs=8, batch_size=32, lr=2e-2, weight_decay=0.0, warmup_epochs=0.5),
     }
     key = name.strip().lower()
     if key not in table:
