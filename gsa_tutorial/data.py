@@ -58,7 +58,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
@@ -266,6 +266,16 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _cached(cache: Path, parse: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels from the uint8 cache file, or parsed once and cached atomically."""
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        return blob["images"], blob["labels"]
+    images, labels = parse()
+    _atomic_torch_save({"images": images, "labels": labels}, cache)
+    return images, labels
 
 
 def _gunzip(src: Path, dst: Path) -> Path:
@@ -674,18 +684,15 @@ class RotatedMNIST(_InMemoryImages):
         return self.folder / f"{Path(self.MEMBERS[part]).stem}_uint8_v1.pt"
 
     def _load(self, part: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        cache = self.cache_path(part)
-        if cache.exists():
-            blob = torch.load(cache, weights_only=True)
-            return blob["images"], blob["labels"]
-        archive = _ensure_file(
-            self.folder / self.FILENAME, url=self.URL, md5=self.MD5, download=download, what="RotatedMNIST"
-        )
-        pixels, labels = self._parse_member(archive, self.MEMBERS[part])
-        images = torch.from_numpy(_to_uint8(pixels).reshape(-1, 28, 28))  # (N, 28, 28), file (row-major) order
-        blob = {"images": images, "labels": torch.from_numpy(labels)}
-        _atomic_torch_save(blob, cache)
-        return blob["images"], blob["labels"]
+        def parse() -> tuple[torch.Tensor, torch.Tensor]:
+            archive = _ensure_file(
+                self.folder / self.FILENAME, url=self.URL, md5=self.MD5, download=download, what="RotatedMNIST"
+            )
+            pixels, labels = self._parse_member(archive, self.MEMBERS[part])
+            images = torch.from_numpy(_to_uint8(pixels).reshape(-1, 28, 28))  # (N, 28, 28), file (row-major) order
+            return images, torch.from_numpy(labels)
+
+        return _cached(self.cache_path(part), parse)
 
     @staticmethod
     def _parse_member(archive: Path, member: str) -> tuple[np.ndarray, np.ndarray]:
@@ -791,18 +798,15 @@ class CIFAR10(_InMemoryImages):
         return self.folder / f"cifar10_{part}_uint8_v1.pt"
 
     def _load(self, part: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        cache = self.cache_path(part)
-        if cache.exists():
-            blob = torch.load(cache, weights_only=True)
-            return blob["images"], blob["labels"]
-        archive = _ensure_file(
-            self.folder / self.FILENAME, url=self.URL, md5=self.MD5, download=download, what="CIFAR10"
-        )
-        members = self.TEST_MEMBERS if part == "test" else self.TRAIN_MEMBERS
-        images, labels = self._parse(archive, members)
-        blob = {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)}
-        _atomic_torch_save(blob, cache)
-        return blob["images"], blob["labels"]
+        def parse() -> tuple[torch.Tensor, torch.Tensor]:
+            archive = _ensure_file(
+                self.folder / self.FILENAME, url=self.URL, md5=self.MD5, download=download, what="CIFAR10"
+            )
+            members = self.TEST_MEMBERS if part == "test" else self.TRAIN_MEMBERS
+            images, labels = self._parse(archive, members)
+            return torch.from_numpy(images), torch.from_numpy(labels)
+
+        return _cached(self.cache_path(part), parse)
 
     @staticmethod
     def _parse(archive: Path, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

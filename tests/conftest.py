@@ -5,8 +5,11 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _keep_torch_defaults():
+def _one_thread_and_torch_defaults():
+    """Unit tests use tiny tensors: one thread is fastest and does not oversubscribe a 2-core CI
+    machine. The default dtype and thread count are restored after every test."""
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)

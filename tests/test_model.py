@@ -25,15 +25,6 @@ from gsa_tutorial.testing import equivariance_error
 PAPER_GROUP = {"rotmnist": "r12", "cifar10": "m4", "pcam": "m4"}
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and it avoids oversubscribing a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def tiny_config(group: str, size: int, **kw) -> GSANetConfig:
     """Two blocks, a crop, and (for even inputs) a 2x2 pooling in between: every kind of layer."""
     base = dict(

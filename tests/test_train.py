@@ -40,15 +40,6 @@ TINY = dict(group="r4", channels=6, num_blocks=1, heads=2, dim_head=3, window=3,
 TINY_CLI = [f"--model={k}={json.dumps(v)}" for k, v in TINY.items() if k != "group"]
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and it avoids oversubscribing a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def tiny_net(seed: int = 0, **kw) -> GSANet:
     torch.manual_seed(seed)
     return GSANet(GSANetConfig(**{**TINY, **kw}))
