@@ -6,6 +6,11 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.attention --quick          # rotMNIST Z2/R4/R12, < 2 min
     .venv/bin/python -m benchmarks.attention --device cuda --batch 8 --out benchmarks/results/h100.json
 
+On a machine whose cores are busy with other jobs, use ``--threads 1``: with more threads every
+parallel region waits for a core that another job holds, which slows code made of many small
+kernels far more than code made of a few large ones, and the comparison measures the load.
+``benchmarks/results/cpu.json`` was measured that way.
+
 For every configuration of the paper (rotMNIST 28x28 with 20 channels over Z2, R4, R8, R12,
 R16, M4; CIFAR-10 32x32 with 96 channels over M4; PCam 48x48 with 12 channels over R8) it
 measures forward+backward of the lifting layer, of the factorized group layer and of the dense

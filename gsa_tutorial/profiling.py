@@ -22,11 +22,13 @@ was allocated before.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -222,6 +224,24 @@ def time_step(
     return {"median_s": statistics.median(times), "times_s": times}
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to the null device for a moment (C++ messages bypass ``sys.stderr``)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (some embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory(fn: Callable[[], Any], *, device: torch.device | str = "cpu") -> int:
     """Peak bytes allocated by PyTorch during ``fn()``, above what was allocated before it.
 
@@ -245,8 +265,14 @@ def peak_memory(fn: Callable[[], Any], *, device: torch.device | str = "cpu") ->
         raise ValueError(f"peak_memory measures on 'cpu' or 'cuda', got device {device}")
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # the profiler prints a start banner from C++
+        prof.start()
+    try:
         fn()
+    finally:
+        with _quiet_stderr():  # ... and a stop banner
+            prof.stop()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
     events.sort(key=lambda e: e.start_ns())
     running = peak = 0
