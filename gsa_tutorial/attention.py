@@ -52,7 +52,7 @@ from torch import nn
 from .groups import Group, get_group
 from .positional import PositionMLP, absolute_positions, relative_group_index, transformed_offsets, window_offsets
 
-__all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood"]
+__all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood", "neighbour_index"]
 
 
 def unfold_neighbourhood(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -68,7 +68,7 @@ def unfold_neighbourhood(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 class _SoftmaxLSE(torch.autograd.Function):
-    """``softmax(x, -1)`` and ``logsumexp(x, -1)`` in one pass, with a hand-written backward.
+    """``softmax(x, dim)`` and ``logsumexp(x, dim)`` in one pass, with a hand-written backward.
 
     Same numbers as ``torch.softmax``/``torch.logsumexp`` (max-subtracted), but several times
     faster on CPU for the short last axes of the group layer (|H| or k*k entries): PyTorch's
@@ -77,35 +77,58 @@ class _SoftmaxLSE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx, x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.set_materialize_grads(False)
-        m = x.amax(dim=-1, keepdim=True)  # (..., 1); finite: every row has an unmasked entry
-        p = (x - m).exp_()  # (..., n)
-        total = p.sum(dim=-1, keepdim=True)  # (..., 1)
+        ctx.dim = dim
+        m = x.amax(dim=dim, keepdim=True)  # (..., 1, ...); finite: every row has an unmasked entry
+        p = (x - m).exp_()  # like x
+        total = p.sum(dim=dim, keepdim=True)  # (..., 1, ...)
         p.div_(total)
-        lse = (total.log_() + m).squeeze(-1)  # (...)
+        lse = (total.log_() + m).squeeze(dim)  # x without the axis dim
         ctx.save_for_backward(p)
         return p, lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> torch.Tensor:
+    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         (p,) = ctx.saved_tensors
-        g = torch.zeros_like(p) if grad_p is None else grad_p - (grad_p * p).sum(dim=-1, keepdim=True)
+        if grad_p is None:
+            return (None if grad_lse is None else p * grad_lse.unsqueeze(ctx.dim)), None
+        grad = p * grad_p  # the only new tensor of the size of x
+        dot = grad.sum(dim=ctx.dim, keepdim=True)  # Σ g_p ⊙ p
         if grad_lse is not None:
-            g = g + grad_lse.unsqueeze(-1)
-        return p * g
+            dot = dot - grad_lse.unsqueeze(ctx.dim)
+        return grad.addcmul_(p, dot, value=-1.0), None  # p ⊙ (g_p − Σ g_p ⊙ p + g_lse)
 
 
-def softmax_lse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax and log-sum-exp over the last axis: ``(..., n) -> (..., n), (...)``."""
-    return _SoftmaxLSE.apply(x)
+def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax and log-sum-exp over the axis ``dim``: ``x -> (like x, x without that axis)``."""
+    return _SoftmaxLSE.apply(x, dim)
 
 
 def _inside_mask(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
     """``mask[n, k]`` is True where key ``k`` of query ``n`` lies inside the image.  Shape ``(N, K)``."""
     ones = torch.ones(1, 1, height, width, device=device)
     return unfold_neighbourhood(ones, window)[0, 0] > 0.5  # (N, K)
+
+
+def neighbour_index(height: int, width: int, window: int, device: torch.device | None = None) -> torch.Tensor:
+    """Where key ``k`` of query ``n`` sits in the map zero-padded by ``window // 2`` on every side.
+
+    ``index[n, k]`` is a flat row-major index into the ``(H + 2p) x (W + 2p)`` padded map, with
+    ``k`` in the order of :func:`gsa_tutorial.positional.window_offsets` (as
+    :func:`unfold_neighbourhood`). ``padded.index_select(pixel_axis, index.view(-1))`` gathers
+    every window with the query pixels in front, where ``unfold`` puts them last (chapter 9).
+
+    Shape:
+        ``(N, K)`` long, ``N = H*W``, ``K = window**2``.
+    """
+    p = window // 2
+    rows = torch.arange(height, device=device).view(-1, 1, 1, 1)  # query row
+    cols = torch.arange(width, device=device).view(1, -1, 1, 1)  # query column
+    dy = torch.arange(window, device=device).view(1, 1, -1, 1)  # window row
+    dx = torch.arange(window, device=device).view(1, 1, 1, -1)  # window column
+    return ((rows + dy) * (width + 2 * p) + cols + dx).reshape(height * width, window * window)  # (N, K)
 
 
 class _SelfAttentionBase(nn.Module):
@@ -409,35 +432,48 @@ class GroupSelfAttention(_SelfAttentionBase):
         """Same result without the ``G³K`` tensor (module docstring): a softmax over ``s`` inside each
         key pixel, then a softmax over ``k`` that adds the spatial part.
 
-        Every large tensor is laid out so that the reduced axis is last and each product is a
-        batched matmul over ``(b, m, n)``: no large copies, contiguous softmaxes.
+        Every tensor keeps the query pixels in front, ``(B, m, N, ...)``, so that each contraction
+        is a batched matmul over pixels with no large copy: the windows are gathered straight into
+        that layout (:func:`neighbour_index`), the content logits come out as ``(k s) x t`` per
+        pixel, and the spatial logits are one product per head with the ``(h k, d)`` table that all
+        pixels share (chapter 9).
         """
         B, C, G, H, W = x.shape
+        m, d = self.heads, self.dim_head
         window, scale = self._window_for(H, W)
-        q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, m, 2d, s, N, K)
-        q = q.transpose(2, 3)  # (B, m, N, t, d)
-        kv = kv.permute(0, 1, 4, 5, 3, 2)  # (B, m, N, K, s, 2d)
-        k_nb, v_nb = kv.split(self.dim_head, dim=-1)  # 2 x (B, m, N, K, s, d)
-        mask = _inside_mask(H, W, window, x.device)  # (N, K)
+        K, N, p = window * window, H * W, window // 2
+        q, k, v = self._project(x.permute(0, 3, 4, 2, 1))  # 3 x (B, H, W, G, m, d)
+        q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, N, G, d)  # (B, m, N, t, d)
+        index = neighbour_index(H, W, window, x.device).view(-1)  # (N*K,)
+
+        def neighbours(t: torch.Tensor) -> torch.Tensor:  # (B, H, W, G, m, d) -> (B, m, N, K, s, d)
+            t = F.pad(t.permute(0, 4, 1, 2, 3, 5), (0, 0, 0, 0, p, p, p, p))  # zero border: (B, m, H+2p, W+2p, G, d)
+            return t.reshape(B, m, -1, G, d).index_select(2, index).view(B, m, N, K, G, d)  # (B, m, N, K, s, d)
+
+        k_nb, v_nb = neighbours(k), neighbours(v)  # 2 x (B, m, N, K, s, d); zero outside the image
 
         # softmax over the key's group element s, inside each key pixel k
-        inner = q.unsqueeze(3) @ k_nb.transpose(-1, -2)  # content A: (B, m, N, K, t, s)
+        content = k_nb.view(B, m, N, K * G, d) @ q.transpose(-1, -2)  # A, transposed: (B, m, N, K*s, t)
         q_e = torch.einsum("bmntd,gmd->bmntg", q, self.group_embedding)  # q(i,t)·e(g): (B, m, N, t, g)
-        index = self.group_index[0].expand(B, self.heads, H * W, G, G)  # t⁻¹s: (B, m, N, t, s)
-        inner = inner + torch.gather(q_e, -1, index).unsqueeze(3)  # A + C: (B, m, N, K, t, s)
-        inner = inner.masked_fill(~mask[:, :, None, None], 0.0)  # keys outside: finite here, weight 0 below
-        p_inner, lse = softmax_lse(inner)  # softmax_s and log Σ_s exp(A + C): (B, m, N, K, t, s), (B, m, N, K, t)
-        v_bar = p_inner @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
+        index_ts = self.group_index[0].expand(B, m, N, G, G)  # t⁻¹s: (B, m, N, t, s)
+        group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C, transposed: (B, m, N, s, t)
+        inner = content.view(B, m, N, K, G, G) + group_part.unsqueeze(3)  # A + C: (B, m, N, K, s, t); finite
+        del content
+        p_inner, lse = softmax_lse(inner, dim=-2)  # softmax_s, log Σ_s exp(A + C): (B, m, N, K, s, t), (B, m, N, K, t)
+        del inner
+        v_bar = p_inner.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
 
-        # softmax over the key pixel k, with the spatial encoding ρ(h⁻¹ d_k)
-        table = self._positional_table(window, scale, x)  # (h, K, m, d)
-        table = table.permute(2, 0, 3, 1).unsqueeze(1)  # (m, 1, h, d, K)
-        outer = q.unsqueeze(3) @ table  # spatial B: (B, m, N, h, t, K)
-        outer = outer + lse.transpose(-1, -2).unsqueeze(3)  # + LSE_s: (B, m, N, h, t, K)
-        weights, _ = softmax_lse(outer.masked_fill(~mask[:, None, None], float("-inf")))  # softmax_k: (B, m, N, h, t, K)
-        v_bar = v_bar.transpose(3, 4).reshape(B, self.heads, H * W, G * window * window, -1)  # (B, m, N, t*K, d)
-        out = weights.flatten(-2) @ v_bar  # Σ_t Σ_k: (B, m, N, h, d)
-        return out.permute(0, 3, 2, 1, 4)  # (B, h, N, m, d)
+        # softmax over the key pixel k, with the spatial encoding ρ(h⁻¹ d_k), one head at a time
+        mask = _inside_mask(H, W, window, x.device)  # (N, K)
+        lse = lse.masked_fill(~mask[:, :, None], float("-inf"))  # keys outside get weight 0: (B, m, N, K, t)
+        table = self._positional_table(window, scale, x)  # ρ(h⁻¹ d): (h, K, m, d)
+        table = table.permute(2, 0, 1, 3).reshape(m, G * K, d)  # (m, h*K, d)
+        out = []
+        for table_i, q_i, lse_i, v_i in zip(table.unbind(0), q.unbind(1), lse.unbind(1), v_bar.unbind(1)):
+            spatial = (table_i @ q_i.transpose(-1, -2)).view(B, N, G, K, G)  # B, one table for all pixels: (B, N, h, K, t)
+            weights, _ = softmax_lse(spatial + lse_i.unsqueeze(2), dim=-2)  # softmax_k: (B, N, h, K, t)
+            out.append(weights.view(B, N, G, K * G) @ v_i.view(B, N, K * G, d))  # Σ_t Σ_k: (B, N, h, d)
+        return torch.stack(out, dim=-2).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)
