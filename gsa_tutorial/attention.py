@@ -102,7 +102,14 @@ class _SoftmaxLSE(torch.autograd.Function):
 
 
 def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax and log-sum-exp over the axis ``dim``: ``x -> (like x, x without that axis)``."""
+    """Softmax and log-sum-exp over the axis ``dim``: ``x -> (like x, x without that axis)``.
+
+    Half-precision inputs (under mixed precision) are computed in float32 and cast back, as
+    autocast does for ``torch.softmax``: exponentials and sums of 16-bit numbers lose too much.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        p, lse = _SoftmaxLSE.apply(x.float(), dim)
+        return p.to(x.dtype), lse.to(x.dtype)
     return _SoftmaxLSE.apply(x, dim)
 
 

@@ -279,3 +279,17 @@ def test_neighbour_index_gathers_the_unfolded_windows():
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1)).flatten(-2)  # (B, C, 7*8)
     gathered = padded[..., neighbour_index(5, 6, 3).view(-1)].view(2, 3, 30, 9)  # (B, C, N, K)
     torch.testing.assert_close(gathered, unfold_neighbourhood(x, 3), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_softmax_lse_computes_half_precision_in_float32(dtype):
+    from gsa_tutorial.attention import softmax_lse
+
+    x = (8 * torch.randn(4, 6, 12, generator=torch.Generator().manual_seed(0))).to(dtype).requires_grad_()
+    p, lse = softmax_lse(x)
+    assert p.dtype == dtype and lse.dtype == dtype
+    reference = x.detach().float()
+    torch.testing.assert_close(p.float(), reference.softmax(-1), rtol=0, atol=1e-2)
+    torch.testing.assert_close(lse.float(), torch.logsumexp(reference, -1), rtol=1e-2, atol=1e-2)
+    (p.float().square().sum() + lse.float().sum()).backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
