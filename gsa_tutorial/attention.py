@@ -147,10 +147,10 @@ class _SelfAttentionBase(nn.Module):
         out_channels: int,
         *,
         group: Group | str,
-        heads: int,
-        dim_head: int | None,
-        window: int | None,
-        pos_hidden: int,
+        heads: int = 4,
+        dim_head: int | None = None,
+        window: int | None = None,
+        pos_hidden: int = 32,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads)):
@@ -233,19 +233,6 @@ class LiftingSelfAttention(_SelfAttentionBase):
         window: odd neighbourhood size k (k x k), or ``None`` for global attention.
         pos_hidden: hidden width of the positional MLP ρ.
     """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        group: Group | str,
-        heads: int = 4,
-        dim_head: int | None = None,
-        window: int | None = None,
-        pos_hidden: int = 32,
-    ) -> None:
-        super().__init__(in_channels, out_channels, group=group, heads=heads, dim_head=dim_head, window=window, pos_hidden=pos_hidden)
 
     def _positional_logits(self, q: torch.Tensor, window: int, scale: float, height: int, width: int) -> torch.Tensor:
         """``q_i · ρ(h⁻¹ d)``; q ``(B, m, N, d)`` -> ``(B, m, G, N, K)``."""
