@@ -48,9 +48,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .groups import Group, get_group
-from .positional import PositionMLP, absolute_positions, relative_group_index, transformed_offsets, window_offsets
+from .positional import GROUP_ENCODINGS, PositionMLP, absolute_positions, group_encoding_size, relative_group_index, transformed_offsets, window_offsets
 
 __all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood", "neighbour_index"]
 
@@ -320,18 +321,31 @@ class RelativeSelfAttention(LiftingSelfAttention):
 class GroupSelfAttention(_SelfAttentionBase):
     """Group self-attention: lifted map ``(B, C, |H|, H, W)`` -> ``(B, C_out, |H|, H, W)`` (eq. 6.1).
 
-    Every query ``(i, h̃)`` attends jointly over keys ``(j, ĥ) ∈ N(i) × H``; the output at group
-    element ``h`` sums these over ``h̃``, with the spatial offsets seen through ``h⁻¹`` and the
-    group part of the encoding indexed by the relative element ``h̃⁻¹ĥ``.
+    ``query="all"`` (the paper): every query ``(i, h̃)`` attends jointly over keys
+    ``(j, ĥ) ∈ N(i) × H`` and the output at ``h`` sums these over ``h̃``::
+
+        out(i, h) = Σ_h̃ Σ_{(j,ĥ)} softmax_{(j,ĥ)}(q(i,h̃)·k(j,ĥ) + q(i,h̃)·[ρ(h⁻¹(x_j − x_i)) + e(T[h,h̃,ĥ])]) / √d · v(j,ĥ)
+
+    ``query="own"``: the output at ``h`` uses only the query at its own element ``h̃ = h``, with the
+    group term ``e(h⁻¹ĥ)`` (``|H|²·k²`` logits per pixel instead of ``|H|³·k²``)::
+
+        out(i, h) = Σ_{(j,ĥ)} softmax_{(j,ĥ)}(q(i,h)·k(j,ĥ) + q(i,h)·[ρ(h⁻¹(x_j − x_i)) + e(h⁻¹ĥ)]) / √d · v(j,ĥ)
+
+    The table ``T`` is :func:`gsa_tutorial.positional.relative_group_index` (chapter 6):
+    ``"relative"`` (``h̃⁻¹ĥ``; blind to orientation with ``query="all"``), ``"gevit"``
+    (``(ĥ⁻¹h̃)(h⁻¹h̃)``, Xu et al. 2023), ``"pair"`` (``(h⁻¹h̃, h⁻¹ĥ)``, ``|H|²`` entries, the general
+    invariant) and ``"official"`` (the official code's table; **not** equivariant, kept for
+    chapter 6's demonstration).
 
     Args:
         in_channels, out_channels, group, heads, dim_head, window, pos_hidden: as in
             :class:`LiftingSelfAttention`.
-        group_encoding: ``"equivariant"`` (``h̃⁻¹ĥ``, default) or ``"official"`` (``h⁻¹h̃⁻¹ĥ``, the
-            official code's index; **not** equivariant, kept for chapter 6's demonstration).
-        implementation: ``"factorized"`` (default; ``G²K`` memory per pixel and head) or
-            ``"dense"`` (the textbook ``G³K`` score tensor). Same mathematics; the official
-            encoding always uses ``"dense"`` because it does not factorise.
+        group_encoding: ``"relative"`` (default), ``"gevit"``, ``"pair"`` or ``"official"``.
+        query: ``"all"`` (default, the paper's sum over h̃) or ``"own"`` (only ``"relative"``).
+        implementation: ``"factorized"`` (default; the softmax over ``(j, ĥ)`` split into one over
+            ``ĥ`` inside each key pixel and one over the pixels, one head at a time, with the score
+            tensors recomputed in the backward pass instead of stored) or ``"dense"`` (the textbook
+            score tensor, ``|H|³·k²`` per pixel and head: the reference). Same mathematics.
     """
 
     def __init__(
@@ -344,23 +358,34 @@ class GroupSelfAttention(_SelfAttentionBase):
         dim_head: int | None = None,
         window: int | None = None,
         pos_hidden: int = 32,
-        group_encoding: Literal["equivariant", "official"] = "equivariant",
+        group_encoding: Literal["relative", "gevit", "pair", "official"] = "relative",
+        query: Literal["all", "own"] = "all",
         implementation: Literal["factorized", "dense"] = "factorized",
     ) -> None:
         super().__init__(in_channels, out_channels, group=group, heads=heads, dim_head=dim_head, window=window, pos_hidden=pos_hidden)
-        if group_encoding not in ("equivariant", "official"):
-            raise ValueError(f"group_encoding must be 'equivariant' or 'official', got {group_encoding!r}")
+        if group_encoding not in GROUP_ENCODINGS:
+            hint = " ('equivariant' was renamed 'relative')" if group_encoding == "equivariant" else ""
+            raise ValueError(f"group_encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {group_encoding!r}{hint}")
+        if query not in ("all", "own"):
+            raise ValueError(f"query must be 'all' (sum over the query's group elements) or 'own' (h̃ = h), got {query!r}")
+        if query == "own" and group_encoding != "relative":
+            raise ValueError(f"query='own' uses the group term e(h⁻¹ĥ) and accepts only group_encoding='relative', got {group_encoding!r}")
         if implementation not in ("factorized", "dense"):
             raise ValueError(f"implementation must be 'factorized' or 'dense', got {implementation!r}")
         self.group_encoding = group_encoding
+        self.query = query
         self.implementation = implementation
-        self.group_embedding = nn.Parameter(torch.randn(self.group.order, self.heads, self.dim_head) / math.sqrt(self.dim_head))  # e(g), (G, m, d)
-        official = group_encoding == "official"
-        self.register_buffer("group_index", relative_group_index(self.group, official=official), persistent=False)  # (G_h, G_t, G_s)
+        entries = group_encoding_size(self.group, group_encoding)
+        self.group_embedding = nn.Parameter(torch.randn(entries, self.heads, self.dim_head) / math.sqrt(self.dim_head))  # e, (E, m, d)
+        index = relative_group_index(self.group, group_encoding)  # (h, t, s)
+        if query == "own":
+            index = index[0]  # t⁻¹ s read at t = h: [h, s] = h⁻¹ s, (G, G)
+        self.register_buffer("group_index", index, persistent=False)  # (h, t, s), or (h, s) for query="own"
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", group_encoding={self.group_encoding}, implementation={self.implementation}"
+        return super().extra_repr() + f", group_encoding={self.group_encoding}, query={self.query}, implementation={self.implementation}"
 
+    # ---- the reference: the textbook score tensor -------------------------------------------
     def _queries_and_neighbours(self, x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries ``(B, m, t, N, d)`` and the unfolded keys and values ``(B, m, 2d, s, N, K)``."""
         B, C, G, H, W = x.shape
@@ -371,108 +396,141 @@ class GroupSelfAttention(_SelfAttentionBase):
         kv = unfold_neighbourhood(kv, window).view(B, self.heads, 2 * self.dim_head, G, H * W, -1)  # (B, m, 2d, s, N, K)
         return q, kv
 
-    def _parts(self, x: torch.Tensor):
-        """The three logit parts and the neighbour values.
+    def _dense_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked score tensor and the neighbour values ``(B, m, d, s, N, K)``.
 
-        Returns:
-            content ``A`` (B, m, t, N, K, s); spatial ``Bsp`` (B, m, t, h, N, K);
-            group ``Cg`` (B, m, h or 1, t, N, s); values ``v_nb`` (B, m, d, s, N, K); mask (N, K).
+        ``query="all"``: ``(B, m, h, t, N, K, s)``; ``query="own"``: ``(B, m, h, N, K, s)``.
         """
         B, C, G, H, W = x.shape
         window, scale = self._window_for(H, W)
         q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, m, 2d, s, N, K)
         k_nb, v_nb = kv.split(self.dim_head, dim=2)  # 2 x (B, m, d, s, N, K)
-
-        content = torch.einsum("bmtnd,bmdsnk->bmtnks", q, k_nb)  # A: (B, m, t, N, K, s)
+        content = torch.einsum("bmtnd,bmdsnk->bmtnks", q, k_nb)  # q·k: (B, m, t, N, K, s)
         table = self._positional_table(window, scale, x)  # ρ(h⁻¹ d): (h, K, m, d)
-        spatial = torch.einsum("bmtnd,hkmd->bmthnk", q, table)  # B: (B, m, t, h, N, K)
-        q_e = torch.einsum("bmtnd,gmd->bmtng", q, self.group_embedding)  # q(i,t)·e(g): (B, m, t, N, g)
-        index = self.group_index if self.group_encoding == "official" else self.group_index[:1]  # (h or 1, t, s)
-        hh = index.shape[0]
-        gathered = torch.gather(
-            q_e.unsqueeze(2).expand(-1, -1, hh, -1, -1, -1),  # (B, m, h, t, N, g)
-            -1,
-            index[None, None, :, :, None, :].expand(B, self.heads, hh, G, H * W, G),  # (B, m, h, t, N, s)
-        )  # Cg: (B, m, h or 1, t, N, s)
-        mask = _inside_mask(H, W, window, x.device)  # (N, K)
-        return content, spatial, gathered, v_nb, mask
-
-    def _dense_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full score tensor ``(B, m, h, t, N, K, s)`` (masked) and values ``(B, m, d, s, N, K)``."""
-        content, spatial, group_part, v_nb, mask = self._parts(x)
-        logits = (
-            content.unsqueeze(2)  # (B, m, 1, t, N, K, s)
-            + spatial.transpose(2, 3).unsqueeze(-1)  # (B, m, h, t, N, K, 1)
-            + group_part.unsqueeze(-2)  # (B, m, h or 1, t, N, 1, s)
-        )
-        return logits.masked_fill(~mask[:, :, None], float("-inf")), v_nb
+        spatial = torch.einsum("bmtnd,hkmd->bmhtnk", q, table)  # q·ρ: (B, m, h, t, N, K)
+        q_e = torch.einsum("bmtnd,emd->bmtne", q, self.group_embedding)  # q(i,t)·e(E): (B, m, t, N, E)
+        mask = _inside_mask(H, W, window, x.device)[:, :, None]  # (N, K, 1)
+        if self.query == "own":
+            index = self.group_index[None, None, :, None, :].expand(B, self.heads, G, H * W, G)  # h⁻¹s: (B, m, h, N, s)
+            group_part = torch.gather(q_e, -1, index)  # q(i,h)·e(h⁻¹s): (B, m, h, N, s)
+            own_spatial = spatial.diagonal(dim1=2, dim2=3).permute(0, 1, 4, 2, 3)  # t = h: (B, m, h, N, K)
+            logits = content + own_spatial.unsqueeze(-1) + group_part.unsqueeze(-2)  # (B, m, h, N, K, s)
+            return logits.masked_fill(~mask, float("-inf")), v_nb
+        index = self.group_index[None, None, :, :, None, :].expand(B, self.heads, G, G, H * W, G)  # T: (B, m, h, t, N, s)
+        group_part = torch.gather(q_e.unsqueeze(2).expand(-1, -1, G, -1, -1, -1), -1, index)  # q·e(T[h,t,s]): (B, m, h, t, N, s)
+        logits = content.unsqueeze(2) + spatial.unsqueeze(-1) + group_part.unsqueeze(-2)  # (B, m, h, t, N, K, s)
+        return logits.masked_fill(~mask, float("-inf")), v_nb
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax weights over ``(j, ĥ)``, shape ``(B, heads, |H| (h), |H| (h̃), N, K, |H| (ĥ))``.
+        """Softmax weights over ``(j, ĥ)`` (dense: for small inputs and pictures).
 
-        Dense: ``G³ N K`` numbers per head, for small inputs and pictures.
+        Shape: ``(B, heads, h, h̃, N, K, ĥ)`` for ``query="all"``, ``(B, heads, h, N, K, ĥ)`` for ``"own"``.
         """
         self._check_input(x, 5)
         logits, _ = self._dense_logits(x)
         return logits.flatten(-2).softmax(dim=-1).view_as(logits)
 
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """``out[h] = Σ_t Σ_{k,s} w[h,t,k,s] v[s,k]`` with the full score tensor (the official layout)."""
-        logits, v_nb = self._dense_logits(x)  # (B, m, h, t, N, K, s)
+        """``out[h] = Σ_t Σ_{k,s} w[h,t,k,s] v[s,k]`` with the whole score tensor (the official layout)."""
+        logits, v_nb = self._dense_logits(x)  # (B, m, h, [t,] N, K, s), (B, m, d, s, N, K)
         attn = logits.flatten(-2).softmax(dim=-1).view_as(logits)  # softmax over (K, s)
+        if self.query == "own":
+            return torch.einsum("bmhnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
         return torch.einsum("bmhtnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
+    # ---- the fast path ------------------------------------------------------------------------
     def _forward_factorized(self, x: torch.Tensor) -> torch.Tensor:
-        """Same result without the ``G³K`` tensor (module docstring): a softmax over ``s`` inside each
-        key pixel, then a softmax over ``k`` that adds the spatial part.
+        """Same result as :meth:`_forward_dense` without its score tensor (module docstring).
 
-        Every tensor keeps the query pixels in front, ``(B, m, N, ...)``, so that each contraction
-        is a batched matmul over pixels with no large copy: the windows are gathered straight into
-        that layout (:func:`neighbour_index`), the content logits come out as ``(k s) x t`` per
-        pixel, and the spatial logits are one product per head with the ``(h k, d)`` table that all
-        pixels share (chapter 9).
+        The logits are a sum ``A[t,k,s] + B[h,t,k] + C[h,t,s]`` (content, spatial, group) whose
+        spatial part does not depend on ``s``, so the softmax over ``(k, s)`` splits exactly::
+
+            softmax_{k,s} = softmax_k(B + LSE_s(A + C)) · softmax_s(A + C).
+
+        The inner softmax (over the key's element ``s`` inside each key pixel) is shared by every
+        ``h`` when ``C`` does not depend on ``h`` (``"relative"``, and ``query="own"``); for the other
+        tables it is computed for a few ``h`` at a time, so no ``|H|³·k²`` tensor for the whole map
+        ever exists. Each head is computed on its own and, when gradients are needed, recomputed in
+        the backward pass from its queries, keys and values (:func:`torch.utils.checkpoint.checkpoint`),
+        so the score tensors are never stored. Windows are gathered pixels-first
+        (:func:`neighbour_index`), so every contraction is a batched matmul over pixels.
         """
         B, C, G, H, W = x.shape
         m, d = self.heads, self.dim_head
         window, scale = self._window_for(H, W)
-        K, N, p = window * window, H * W, window // 2
+        p = window // 2
         q, k, v = self._project(x.permute(0, 3, 4, 2, 1))  # 3 x (B, H, W, G, m, d)
-        q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, N, G, d)  # (B, m, N, t, d)
+        q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, H * W, G, d)  # (B, m, N, t, d)
+
+        def padded(t: torch.Tensor) -> torch.Tensor:  # (B, H, W, G, m, d) -> (B, m, P, s, d), zero border
+            t = F.pad(t.permute(0, 4, 1, 2, 3, 5), (0, 0, 0, 0, p, p, p, p))  # (B, m, H+2p, W+2p, G, d)
+            return t.reshape(B, m, -1, G, d)  # (B, m, P, s, d), P = (H+2p)(W+2p)
+
+        k_pad, v_pad = padded(k), padded(v)
         index = neighbour_index(H, W, window, x.device).view(-1)  # (N*K,)
-
-        def neighbours(t: torch.Tensor) -> torch.Tensor:  # (B, H, W, G, m, d) -> (B, m, N, K, s, d)
-            t = F.pad(t.permute(0, 4, 1, 2, 3, 5), (0, 0, 0, 0, p, p, p, p))  # zero border: (B, m, H+2p, W+2p, G, d)
-            return t.reshape(B, m, -1, G, d).index_select(2, index).view(B, m, N, K, G, d)  # (B, m, N, K, s, d)
-
-        k_nb, v_nb = neighbours(k), neighbours(v)  # 2 x (B, m, N, K, s, d); zero outside the image
-
-        # softmax over the key's group element s, inside each key pixel k
-        content = k_nb.view(B, m, N, K * G, d) @ q.transpose(-1, -2)  # A, transposed: (B, m, N, K*s, t)
-        q_e = torch.einsum("bmntd,gmd->bmntg", q, self.group_embedding)  # q(i,t)·e(g): (B, m, N, t, g)
-        index_ts = self.group_index[0].expand(B, m, N, G, G)  # t⁻¹s: (B, m, N, t, s)
-        group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C, transposed: (B, m, N, s, t)
-        inner = content.view(B, m, N, K, G, G) + group_part.unsqueeze(3)  # A + C: (B, m, N, K, s, t); finite
-        del content
-        p_inner, lse = softmax_lse(inner, dim=-2)  # softmax_s, log Σ_s exp(A + C): (B, m, N, K, s, t), (B, m, N, K, t)
-        del inner
-        v_bar = p_inner.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
-
-        # softmax over the key pixel k, with the spatial encoding ρ(h⁻¹ d_k), one head at a time
-        mask = _inside_mask(H, W, window, x.device)  # (N, K)
-        lse = lse.masked_fill(~mask[:, :, None], float("-inf"))  # keys outside get weight 0: (B, m, N, K, t)
+        outside = ~_inside_mask(H, W, window, x.device)[:, :, None]  # (N, K, 1)
         table = self._positional_table(window, scale, x)  # ρ(h⁻¹ d): (h, K, m, d)
-        table = table.permute(2, 0, 1, 3).reshape(m, G * K, d)  # (m, h*K, d)
+        table = table.permute(2, 0, 1, 3)  # (m, h, K, d)
+        checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, self.group_embedding))
         out = []
-        for table_i, q_i, lse_i, v_i in zip(table.unbind(0), q.unbind(1), lse.unbind(1), v_bar.unbind(1)):
-            spatial = (table_i @ q_i.transpose(-1, -2)).view(B, N, G, K, G)  # B, one table for all pixels: (B, N, h, K, t)
-            weights, _ = softmax_lse(spatial + lse_i.unsqueeze(2), dim=-2)  # softmax_k: (B, N, h, K, t)
-            out.append(weights.view(B, N, G, K * G) @ v_i.view(B, N, K * G, d))  # Σ_t Σ_k: (B, N, h, d)
+        for i in range(m):
+            args = (q[:, i], k_pad[:, i], v_pad[:, i], table[i], self.group_embedding[:, i], index, outside)
+            if checkpointed:
+                out.append(checkpoint(self._one_head, *args, use_reentrant=False))
+            else:
+                out.append(self._one_head(*args))
         return torch.stack(out, dim=-2).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
+
+    def _one_head(
+        self,
+        q: torch.Tensor,
+        k_pad: torch.Tensor,
+        v_pad: torch.Tensor,
+        table: torch.Tensor,
+        embedding: torch.Tensor,
+        index: torch.Tensor,
+        outside: torch.Tensor,
+    ) -> torch.Tensor:
+        """One head of the factorised layer: q ``(B, N, t, d)``, padded keys/values ``(B, P, s, d)``,
+        ρ table ``(h, K, d)``, embedding ``(E, d)`` -> ``(B, N, h, d)``."""
+        B, N, G, d = q.shape
+        K = table.shape[1]
+        k_nb = k_pad.index_select(1, index).view(B, N, K, G, d)  # the windows: (B, N, K, s, d); zero outside
+        v_nb = v_pad.index_select(1, index).view(B, N, K, G, d)  # (B, N, K, s, d)
+        content = (k_nb.view(B, N, K * G, d) @ q.transpose(-1, -2)).view(B, N, K, G, G)  # A, transposed: (B, N, K, s, t)
+        q_e = q @ embedding.T  # q(i,t)·e(E): (B, N, t, E)
+        if self.query == "own":
+            spatial = torch.einsum("hkd,bnhd->bnkh", table, q)  # B at t = h: (B, N, K, h)
+        else:
+            spatial = (table.reshape(G * K, d) @ q.transpose(-1, -2)).view(B, N, G, K, G)  # B, one table for all pixels: (B, N, h, K, t)
+
+        def inner(group_part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """C^T ``(B, N, s, t)`` -> Σ_s softmax_s(A + C)·v ``(B, N, K, t, d)`` and LSE_s(A + C) ``(B, N, K, t)``."""
+            probs, lse = softmax_lse(content + group_part.unsqueeze(2), dim=-2)  # softmax_s: (B, N, K, s, t), (B, N, K, t)
+            return probs.transpose(-1, -2) @ v_nb, lse  # (B, N, K, t, s) @ (B, N, K, s, d) -> (B, N, K, t, d)
+
+        if self.group_encoding == "relative":  # C does not depend on h: one inner softmax for every h
+            group_part = torch.gather(q_e, -1, self.group_index.view(-1, G, G)[0].expand(B, N, G, G)).transpose(-1, -2)  # C^T: (B, N, s, t)
+            v_bar, lse = inner(group_part)  # (B, N, K, t, d), (B, N, K, t)
+            lse = lse.masked_fill(outside, float("-inf"))  # keys outside get weight 0
+            if self.query == "own":
+                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, N, K, h)
+                return torch.einsum("bnkh,bnkhd->bnhd", weights, v_bar)  # Σ_k: (B, N, h, d)
+            weights, _ = softmax_lse(spatial + lse.unsqueeze(2), dim=-2)  # softmax_k: (B, N, h, K, t)
+            return weights.view(B, N, G, K * G) @ v_bar.view(B, N, K * G, d)  # Σ_t Σ_k: (B, N, h, d)
+
+        out = []
+        for h in range(G):  # C depends on h: one output element at a time (|H|²·k² per pixel)
+            group_part = torch.gather(q_e, -1, self.group_index[h].expand(B, N, G, G)).transpose(-1, -2)  # C^T: (B, N, s, t)
+            v_bar, lse = inner(group_part)  # (B, N, K, t, d), (B, N, K, t)
+            lse = lse.masked_fill(outside, float("-inf"))
+            weights, _ = softmax_lse(spatial[:, :, h] + lse, dim=-2)  # softmax_k: (B, N, K, t)
+            out.append(weights.view(B, N, 1, K * G) @ v_bar.view(B, N, K * G, d))  # Σ_t Σ_k: (B, N, 1, d)
+        return torch.cat(out, dim=2)  # (B, N, h, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)
         B, _, G, H, W = x.shape
-        dense = self.implementation == "dense" or self.group_encoding == "official"
-        out = self._forward_dense(x) if dense else self._forward_factorized(x)  # (B, G, N, m, d)
+        out = self._forward_dense(x) if self.implementation == "dense" else self._forward_factorized(x)  # (B, G, N, m, d)
         out = self.to_out(out.flatten(-2))  # (B, G, N, c)
         return out.permute(0, 3, 1, 2).reshape(B, self.out_channels, G, H, W)  # (B, c, G, H, W)

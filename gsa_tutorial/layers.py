@@ -307,7 +307,7 @@ class TransformerBlock(nn.Module):
         in_channels: ``C_in``.
         out_channels: ``C_out``.
         group: the group ``H`` (name or :class:`Group`).
-        heads, dim_head, window, pos_hidden, group_encoding: passed to :class:`GroupSelfAttention`.
+        heads, dim_head, window, pos_hidden, group_encoding, query: passed to :class:`GroupSelfAttention`.
         norm: see :func:`make_norm`.
         activation: see :func:`make_activation`.
         dropout: dropout on the attention branch (the official ``value_dropout_rate``).
@@ -328,7 +328,8 @@ class TransformerBlock(nn.Module):
         dim_head: int | None = None,
         window: int | None = None,
         pos_hidden: int = 32,
-        group_encoding: str = "equivariant",
+        group_encoding: str = "relative",
+        query: str = "all",
         norm: str = "layer",
         activation: str = "relu",
         dropout: float = 0.0,
@@ -347,7 +348,8 @@ class TransformerBlock(nn.Module):
                 dim_head=dim_head,
                 window=window,
                 pos_hidden=pos_hidden,
-                group_encoding=group_encoding,
+                group_encoding=group_encoding,  # type: ignore[arg-type]
+                query=query,  # type: ignore[arg-type]
             ),
             make_norm(norm, out_channels),
             make_activation(activation),

@@ -34,6 +34,7 @@ from torch import nn
 
 from .attention import LiftingSelfAttention
 from .groups import get_group
+from .positional import GROUP_ENCODINGS
 from .layers import (
     ACTIVATIONS,
     NORMS,
@@ -96,8 +97,12 @@ class GSANetConfig:
     pool_dropout: float = 0.0  # after each 2x2 pooling (official CIFAR-10: 0.3)
     space_pool: str = "mean"  # reduction over space in the head (official: sum, i.e. mean up to a scale)
     group_pool: str = "max"  # reduction over the group axis in the head (official: max)
-    # "equivariant" (ours) or "official" (the official code's index; NOT equivariant, chapter 6).
-    group_encoding: str = "equivariant"
+    # The group part of the group layers' positional encoding (chapter 6): "relative", "gevit",
+    # "pair" (exactly equivariant) or "official" (the official code's table; NOT equivariant).
+    # Default chosen by the measured study in benchmarks/results/encodings.json (see GROUP_ENCODING_CHOICE).
+    group_encoding: str = "relative"
+    # "all" (the paper: every query element h̃ feeds every output element h) or "own" (h̃ = h only).
+    query: str = "all"
     # Fixed per-channel standardisation inside the model, so it takes images in [0, 1] and
     # rotating an image (zeros outside) means the same thing as for the raw data.
     input_mean: tuple[float, ...] | None = None
@@ -152,8 +157,12 @@ class GSANetConfig:
             raise ValueError(f"space_pool must be 'mean', 'max' or 'sum', got {self.space_pool!r}")
         if self.group_pool not in ("max", "mean"):
             raise ValueError(f"group_pool must be 'max' or 'mean', got {self.group_pool!r}")
-        if self.group_encoding not in ("equivariant", "official"):
-            raise ValueError(f"group_encoding must be 'equivariant' or 'official', got {self.group_encoding!r}")
+        if self.group_encoding not in GROUP_ENCODINGS:
+            raise ValueError(f"group_encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {self.group_encoding!r}")
+        if self.query not in ("all", "own"):
+            raise ValueError(f"query must be 'all' or 'own', got {self.query!r}")
+        if self.query == "own" and self.group_encoding != "relative":
+            raise ValueError(f"query='own' accepts only group_encoding='relative', got {self.group_encoding!r}")
         for name in ("dropout", "input_dropout", "pool_dropout"):
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
@@ -299,6 +308,7 @@ class GSANet(nn.Module):
                     window=c.window,
                     pos_hidden=c.pos_hidden,
                     group_encoding=c.group_encoding,
+                    query=c.query,
                     norm=c.norm,
                     activation=c.activation,
                     dropout=c.dropout,

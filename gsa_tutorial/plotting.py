@@ -649,8 +649,8 @@ def plot_group_tables(
 
     Each cell shows the name of the element ``table[row, col]`` and is coloured by it, so equal
     entries have equal colours. Used for the group part of the encoding of the group layer:
-    ``relative_group_index(group)[0]`` (ours, ``h̃⁻¹ĥ``) next to
-    ``relative_group_index(group, official=True)[h]`` (``h⁻¹h̃⁻¹ĥ``) for each ``h``.
+    ``relative_group_index(group)[0]`` (``"relative"``, ``h̃⁻¹ĥ``) next to
+    ``relative_group_index(group, "official")[h]`` (the official code's table) for each ``h``.
 
     Args:
         tables: panel title -> ``(G, G)`` integer tensor of element indices.

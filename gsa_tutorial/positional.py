@@ -15,15 +15,18 @@ argument is untouched.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from .actions import act_on_coordinates, pixel_coordinates
-from .groups import Group, get_group
+from .groups import CyclicGroup, DihedralGroup, Group, get_group
 
 __all__ = [
     "window_offsets",
     "transformed_offsets",
+    "GROUP_ENCODINGS",
+    "group_encoding_size",
     "relative_group_index",
     "PositionMLP",
     "absolute_positions",
@@ -54,27 +57,112 @@ def transformed_offsets(group: Group | str, offsets: torch.Tensor) -> torch.Tens
     return torch.stack([act_on_coordinates(group, group.inverse(h), offsets) for h in group.elements])
 
 
-def relative_group_index(group: Group | str, official: bool = False) -> torch.Tensor:
-    """Index of the group part of the positional encoding of the group layer.
+GROUP_ENCODINGS = ("relative", "gevit", "pair", "official")
+"""The group parts of the group layer's positional encoding (chapter 6), see :func:`relative_group_index`."""
 
-    ``index[h, t, s]`` is the group element that encodes "key at ``ĥ = s`` seen from a query at
-    ``h̃ = t``" for the output element ``h``:
 
-    * ``official=False`` (ours): ``t⁻¹ s``. It does not depend on ``h``, and it is invariant
-      when ``t`` and ``s`` are both moved by the same ``r``: ``(r t)⁻¹ (r s) = t⁻¹ s``.
-    * ``official=True`` (the official GSA-Nets code): ``h⁻¹ t⁻¹ s``. Under ``r`` it becomes
-      ``h⁻¹ r⁻¹ t⁻¹ s``, which differs, so the layer is *not* equivariant (chapter 6).
+def _check_encoding(encoding: str) -> str:
+    if encoding not in GROUP_ENCODINGS:
+        raise ValueError(f"group encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {encoding!r}")
+    return encoding
 
-    Shape:
-        ``(G, G, G)`` long tensor (``h``, ``t``, ``s``).
+
+def group_encoding_size(group: Group | str, encoding: str = "relative") -> int:
+    """Number ``E`` of entries of the group embedding that :func:`relative_group_index` indexes into.
+
+    ``|H|`` for ``"relative"``, ``"gevit"`` and ``"official"``; ``|H|²`` for ``"pair"``.
     """
     group = get_group(group)
+    return group.order**2 if _check_encoding(encoding) == "pair" else group.order
+
+
+def _official_labels(group: Group) -> np.ndarray:
+    """``phi[h]``: the official code's index of our element ``h`` (the labelling in which the two
+    lifting layers agree: the official layer's element ``phi[h]`` moves offsets by ``matrix(h⁻¹)``).
+
+    The official ``SE2(n)`` (our C_n) lists rotations by ``2πk/n``; its ``E2(2n)`` (our D_n) lists
+    ``[2πk/n, +1]`` for ``k < n``, then ``[2πk/n, -1]`` (rotate the mirrored offsets). Both act on
+    offsets by the matrix of the element, where our lifting layer uses ``h⁻¹``.
+    """
+    phi = np.empty(group.order, dtype=np.int64)
+    n = group.order // 2 if isinstance(group, DihedralGroup) else group.order
+    for h in group.elements:
+        k, mirrored = (group.split(h) if isinstance(group, DihedralGroup) else (h, 0))
+        phi[h] = k + n if mirrored else (-k) % n  # reflections are their own inverse
+    return phi
+
+
+def _official_table(group: Group) -> np.ndarray:
+    """The official code's group-embedding index ``g_indices[v, t, m]``, in its own labels.
+
+    Rebuilt from what the official code computes (``g_selfatt/groups/SE2.py`` lines 25-30 and
+    47-49, ``E2.py`` lines 33-47 and 78-83, ``group_local_self_attention.py`` lines 239-255, commit
+    14204b3), as integer arithmetic; ``benchmarks/official_fidelity.py`` checks it against the
+    official tables themselves.
+
+    * ``SE2(n)``: ``g[v, t, m] = (m + v - t) mod n``.
+    * ``E2(2n)``: a base table whose row ``u = [k, mu]`` is ``0..2n-1`` with the first half rolled by
+      ``+k``, the second by ``-k`` (then the halves swapped if ``mu = -1``); the slice for ``v = [k, mu]``
+      rolls that table's *rows* by ``-k`` in the first mirror half and ``+k`` in the second (halves
+      swapped if ``mu = -1``). No short word in ``h, h̃, ĥ`` gives it.
+    """
+    G = group.order
+    if isinstance(group, CyclicGroup) or G == 1:
+        v, t, m = np.meshgrid(*(np.arange(G),) * 3, indexing="ij")
+        return (m + v - t) % G
+    n = G // 2
+
+    def act(k: int, mirrored: bool, table: np.ndarray) -> np.ndarray:  # official left_action_on_H
+        halves = table.reshape(2, n, -1).copy()  # (mirror half, rotation, rest)
+        if k % n:
+            halves[0] = np.roll(halves[0], -k, axis=0)  # the two halves rotate in opposite directions
+            halves[1] = np.roll(halves[1], k, axis=0)
+        if mirrored:
+            halves = halves[::-1]
+        return halves.reshape(table.shape)
+
+    base = np.stack([act(-(u % n), u >= n, np.arange(G)) for u in range(G)])  # (u, m)
+    return np.stack([act(v % n, v >= n, base) for v in range(G)])  # (v, t, m)
+
+
+def relative_group_index(group: Group | str, encoding: str = "relative") -> torch.Tensor:
+    """Index table of the group part ``e(·)`` of the group layer's positional encoding (chapter 6).
+
+    ``index[h, t, s]`` (``h`` output element, ``t = h̃`` query element, ``s = ĥ`` key element) is the
+    entry of an embedding with :func:`group_encoding_size` entries. Acting on the lifted input by
+    ``r`` moves all three elements to ``r h, r t, r s``, so the layer is equivariant exactly when
+    ``index[r h, r t, r s] = index[h, t, s]`` for every ``r``. The orbits of triples under this
+    action are labelled by the pair ``(h⁻¹t, h⁻¹s)``: every invariant table is a function of it.
+
+    * ``"relative"``: ``t⁻¹ s``. Invariant, but the same for every ``h``: with the paper's sum over
+      query elements, the output sees ``h`` only through the spatial term (blind to orientation).
+    * ``"gevit"``: ``(s⁻¹ t)(h⁻¹ t)``, the correction of Xu et al. (GE-ViT, 2023); for C_n it is
+      ``(2t - s - h) mod n``. Invariant and depends on ``h``.
+    * ``"pair"``: the pair ``(h⁻¹t, h⁻¹s)`` itself, entry ``|H|·(h⁻¹t) + h⁻¹s`` of ``|H|²``: the
+      general invariant.
+    * ``"official"``: the official GSA-Nets code's table, in our labelling (the one in which our
+      and the official lifting layers agree). **Not** invariant: for C_n it is ``(t - s - h) mod n``
+      (``h·t⁻¹s`` up to naming the embedding's entries), for D_n a table of rolls (see
+      :func:`_official_table`).
+
+    Shape:
+        ``(G, G, G)`` long tensor, indexed ``[h, t, s]``.
+    """
+    group = get_group(group)
+    encoding = _check_encoding(encoding)
     table = torch.as_tensor(group.cayley_table)  # (G, G): table[a, b] = a b
     inv = torch.as_tensor(group.inverse_table)  # (G,)
-    rel = table[inv]  # rel[t, s] = t⁻¹ s, (G, G)
-    if not official:
-        return rel.unsqueeze(0).expand(group.order, -1, -1).clone()  # (G, G, G)
-    return table[inv][:, rel]  # [h, t, s] = h⁻¹ (t⁻¹ s), (G, G, G)
+    G = group.order
+    rel = table[inv]  # rel[a, b] = a⁻¹ b, (G, G)
+    h, t, s = (torch.arange(G).view(shape) for shape in ((-1, 1, 1), (1, -1, 1), (1, 1, -1)))
+    if encoding == "relative":
+        return rel[t, s].expand(G, G, G).clone()  # [h, t, s] = t⁻¹ s
+    if encoding == "gevit":
+        return table[rel[s, t], rel[h, t]]  # (s⁻¹ t)(h⁻¹ t)
+    if encoding == "pair":
+        return G * rel[h, t] + rel[h, s]  # (h⁻¹ t, h⁻¹ s) -> one entry of G²
+    phi = torch.as_tensor(_official_labels(group))
+    return torch.as_tensor(_official_table(group))[phi[h], phi[t], phi[s]]  # official table in our labels
 
 
 class PositionMLP(nn.Module):

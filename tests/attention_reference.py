@@ -62,18 +62,30 @@ def lifting_reference(layer, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _group_entry(layer, h: int, t: int, s: int) -> int:
+    """The embedding entry for (output h, query h̃ = t, key ĥ = s), from the definitions of chapter 6."""
+    g = layer.group
+    inv, mul = g.inverse, g.compose
+    if layer.group_encoding == "relative":
+        return mul(inv(t), s)  # h̃⁻¹ĥ
+    if layer.group_encoding == "gevit":
+        return mul(mul(inv(s), t), mul(inv(h), t))  # (ĥ⁻¹h̃)(h⁻¹h̃)
+    if layer.group_encoding == "pair":
+        return g.order * mul(inv(h), t) + mul(inv(h), s)  # (h⁻¹h̃, h⁻¹ĥ)
+    return int(layer.group_index[h, t, s])  # the official table (checked against the official code in benchmarks/)
+
+
 @torch.no_grad()
 def group_reference(layer, x: torch.Tensor) -> torch.Tensor:
-    """out(i,h) = Σ_h̃ Σ_{(j,ĥ)} softmax(q(i,h̃)·k(j,ĥ) + q(i,h̃)·[ρ(h⁻¹(x_j − x_i)) + e(g)]) v(j,ĥ),
+    """out(i,h) = Σ_h̃ Σ_{(j,ĥ)} softmax(q(i,h̃)·k(j,ĥ) + q(i,h̃)·[ρ(h⁻¹(x_j − x_i)) + e(T[h,h̃,ĥ])]) v(j,ĥ),
 
-    with g = h̃⁻¹ĥ (ours) or h⁻¹h̃⁻¹ĥ (``layer.group_encoding == "official"``). Loops over the
-    query pixel i and the elements h, h̃; the sum over keys (j, ĥ) is one tensor expression.
+    with the sum over h̃ = h only for ``layer.query == "own"`` (and then the entry h⁻¹ĥ). Loops over
+    the query pixel i and the elements h, h̃; the sum over keys (j, ĥ) is one tensor expression.
     """
     B, C, G, H, W = x.shape
     group = layer.group
-    official = layer.group_encoding == "official"
     q, k, v = _qkv(layer, x.permute(0, 2, 3, 4, 1))  # (B, G, H, W, m, d)
-    emb = layer.group_embedding  # (G, m, d)
+    emb = layer.group_embedding  # (E, m, d)
     out = torch.zeros(B, layer.out_channels, G, H, W, dtype=x.dtype)
     for row in range(H):
         for col in range(W):
@@ -86,10 +98,11 @@ def group_reference(layer, x: torch.Tensor) -> torch.Tensor:
                 m_inv = np.linalg.inv(group.matrix(h))
                 rho = torch.stack([_rho(layer, m_inv @ (_coords(H, W, a, b) - xi) / scale) for a, b in pixels])  # (J, m, d)
                 total = 0
-                for t in group.elements:
-                    g = [group.compose(group.inverse(t), s) for s in group.elements]
-                    if official:
-                        g = [group.compose(group.inverse(h), gs) for gs in g]
+                for t in ([h] if layer.query == "own" else group.elements):
+                    if layer.query == "own":
+                        g = [group.compose(group.inverse(h), s) for s in group.elements]  # h⁻¹ĥ
+                    else:
+                        g = [_group_entry(layer, h, t, s) for s in group.elements]
                     keys = k_js + rho[None, :, None] + emb[g][None, None]  # (B, J, G_s, m, d)
                     logits = (q[:, t, row, col][:, None, None] * keys).sum(-1)  # (B, J, G_s, m)
                     weights = logits.flatten(1, 2).softmax(1)  # softmax over (j, ĥ): (B, J*G_s, m)

@@ -158,7 +158,7 @@ def test_plot_position_encoding(group: str) -> None:
 def test_plot_group_tables() -> None:
     from gsa_tutorial.positional import relative_group_index
 
-    fig = plotting.plot_group_tables({"ours": relative_group_index("r4")[0], "official": relative_group_index("r4", official=True)[1]}, "r4")
+    fig = plotting.plot_group_tables({"ours": relative_group_index("r4")[0], "official": relative_group_index("r4", "official")[1]}, "r4")
     assert isinstance(fig, Figure) and _axes_with_images(fig) == 2
     assert len(fig.axes[0].texts) == 16
 
