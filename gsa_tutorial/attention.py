@@ -439,6 +439,12 @@ class GroupSelfAttention(_SelfAttentionBase):
         return torch.einsum("bmhtnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
     # ---- the fast path ------------------------------------------------------------------------
+    #: Score tensors larger than this many numbers are computed in pieces: one head at a time
+    #: (recomputed in the backward pass instead of stored when gradients are needed) and, for the
+    #: tables that depend on ``h``, a few output elements at a time. Below it everything is one
+    #: batched pass, which is fastest for small maps (e.g. the CPU presets).
+    chunk_elements: int = 2**24
+
     def _forward_factorized(self, x: torch.Tensor) -> torch.Tensor:
         """Same result as :meth:`_forward_dense` without its score tensor (module docstring).
 
@@ -448,19 +454,20 @@ class GroupSelfAttention(_SelfAttentionBase):
             softmax_{k,s} = softmax_k(B + LSE_s(A + C)) · softmax_s(A + C).
 
         The inner softmax (over the key's element ``s`` inside each key pixel) is shared by every
-        ``h`` when ``C`` does not depend on ``h`` (``"relative"``, and ``query="own"``); for the other
-        tables it is computed for a few ``h`` at a time, so no ``|H|³·k²`` tensor for the whole map
-        ever exists. Each head is computed on its own and, when gradients are needed, recomputed in
-        the backward pass from its queries, keys and values (:func:`torch.utils.checkpoint.checkpoint`),
-        so the score tensors are never stored. Windows are gathered pixels-first
-        (:func:`neighbour_index`), so every contraction is a batched matmul over pixels.
+        ``h`` when ``C`` does not depend on ``h`` (``"relative"``, and ``query="own"``): ``|H|²·k²``
+        numbers per pixel and head. For the other tables it is computed for a few ``h`` at a time
+        (``|H|³·k²`` work, but never a ``|H|³·k²`` tensor for the whole map). Large inputs are
+        computed one head at a time and, under autograd, recomputed in the backward pass
+        (:func:`torch.utils.checkpoint.checkpoint`) instead of storing the scores
+        (:attr:`chunk_elements`). Windows are gathered pixels-first (:func:`neighbour_index`), so
+        every contraction is a batched matmul over pixels.
         """
         B, C, G, H, W = x.shape
         m, d = self.heads, self.dim_head
         window, scale = self._window_for(H, W)
-        p = window // 2
+        K, N, p = window * window, H * W, window // 2
         q, k, v = self._project(x.permute(0, 3, 4, 2, 1))  # 3 x (B, H, W, G, m, d)
-        q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, H * W, G, d)  # (B, m, N, t, d)
+        q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, N, G, d)  # (B, m, N, t, d)
 
         def padded(t: torch.Tensor) -> torch.Tensor:  # (B, H, W, G, m, d) -> (B, m, P, s, d), zero border
             t = F.pad(t.permute(0, 4, 1, 2, 3, 5), (0, 0, 0, 0, p, p, p, p))  # (B, m, H+2p, W+2p, G, d)
@@ -468,20 +475,23 @@ class GroupSelfAttention(_SelfAttentionBase):
 
         k_pad, v_pad = padded(k), padded(v)
         index = neighbour_index(H, W, window, x.device).view(-1)  # (N*K,)
-        outside = ~_inside_mask(H, W, window, x.device)[:, :, None]  # (N, K, 1)
-        table = self._positional_table(window, scale, x)  # ρ(h⁻¹ d): (h, K, m, d)
-        table = table.permute(2, 0, 1, 3)  # (m, h, K, d)
-        checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, self.group_embedding))
-        out = []
-        for i in range(m):
-            args = (q[:, i], k_pad[:, i], v_pad[:, i], table[i], self.group_embedding[:, i], index, outside)
-            if checkpointed:
-                out.append(checkpoint(self._one_head, *args, use_reentrant=False))
-            else:
-                out.append(self._one_head(*args))
-        return torch.stack(out, dim=-2).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
+        outside = ~_inside_mask(H, W, window, x.device)  # (N, K)
+        table = self._positional_table(window, scale, x).permute(2, 0, 1, 3)  # ρ(h⁻¹ d): (m, h, K, d)
+        embedding = self.group_embedding.transpose(0, 1)  # (m, E, d)
 
-    def _one_head(
+        depends_on_h = self.group_encoding != "relative"  # C[h, t, s] changes with h
+        per_head = B * N * K * G * G  # numbers in one head's inner scores
+        if per_head * m * (G if depends_on_h else 1) <= self.chunk_elements:  # small: one batched pass
+            return self._heads(q, k_pad, v_pad, table, embedding, index, outside, G).transpose(1, 2)  # (B, h, N, m, d)
+        h_chunk = max(1, min(G, self.chunk_elements // per_head))
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, embedding))
+        out = []
+        for i in range(m):  # one head at a time: (B, 1, N, ...) slices
+            args = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
+            out.append(checkpoint(self._heads, *args, use_reentrant=False) if grad else self._heads(*args))
+        return torch.cat(out, dim=3).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
+
+    def _heads(
         self,
         q: torch.Tensor,
         k_pad: torch.Tensor,
@@ -490,43 +500,47 @@ class GroupSelfAttention(_SelfAttentionBase):
         embedding: torch.Tensor,
         index: torch.Tensor,
         outside: torch.Tensor,
+        h_chunk: int,
     ) -> torch.Tensor:
-        """One head of the factorised layer: q ``(B, N, t, d)``, padded keys/values ``(B, P, s, d)``,
-        ρ table ``(h, K, d)``, embedding ``(E, d)`` -> ``(B, N, h, d)``."""
-        B, N, G, d = q.shape
-        K = table.shape[1]
-        k_nb = k_pad.index_select(1, index).view(B, N, K, G, d)  # the windows: (B, N, K, s, d); zero outside
-        v_nb = v_pad.index_select(1, index).view(B, N, K, G, d)  # (B, N, K, s, d)
-        content = (k_nb.view(B, N, K * G, d) @ q.transpose(-1, -2)).view(B, N, K, G, G)  # A, transposed: (B, N, K, s, t)
-        q_e = q @ embedding.T  # q(i,t)·e(E): (B, N, t, E)
+        """The factorised attention of ``m'`` heads: q ``(B, m', N, t, d)``, padded keys and values
+        ``(B, m', P, s, d)``, ρ table ``(m', h, K, d)``, embedding ``(m', E, d)`` -> ``(B, N, h, m', d)``."""
+        B, m, N, G, d = q.shape
+        K = table.shape[2]
+        k_nb = k_pad.index_select(2, index).view(B, m, N, K, G, d)  # the windows: (B, m, N, K, s, d); zero outside
+        v_nb = v_pad.index_select(2, index).view(B, m, N, K, G, d)  # (B, m, N, K, s, d)
+        content = (k_nb.view(B, m, N, K * G, d) @ q.transpose(-1, -2)).view(B, m, N, K, G, G)  # A, transposed: (B, m, N, K, s, t)
+        q_e = q @ embedding.unsqueeze(1).transpose(-1, -2)  # q(i,t)·e(E): (B, m, N, t, E)
         if self.query == "own":
-            spatial = torch.einsum("hkd,bnhd->bnkh", table, q)  # B at t = h: (B, N, K, h)
+            spatial = torch.einsum("mhkd,bmnhd->bmnkh", table, q)  # B at t = h: (B, m, N, K, h)
         else:
-            spatial = (table.reshape(G * K, d) @ q.transpose(-1, -2)).view(B, N, G, K, G)  # B, one table for all pixels: (B, N, h, K, t)
-
-        def inner(group_part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """C^T ``(B, N, s, t)`` -> Σ_s softmax_s(A + C)·v ``(B, N, K, t, d)`` and LSE_s(A + C) ``(B, N, K, t)``."""
-            probs, lse = softmax_lse(content + group_part.unsqueeze(2), dim=-2)  # softmax_s: (B, N, K, s, t), (B, N, K, t)
-            return probs.transpose(-1, -2) @ v_nb, lse  # (B, N, K, t, s) @ (B, N, K, s, d) -> (B, N, K, t, d)
+            spatial = torch.einsum("mjd,bmntd->bmnjt", table.flatten(1, 2), q).view(B, m, N, G, K, G)  # B: (B, m, N, h, K, t)
 
         if self.group_encoding == "relative":  # C does not depend on h: one inner softmax for every h
-            group_part = torch.gather(q_e, -1, self.group_index.view(-1, G, G)[0].expand(B, N, G, G)).transpose(-1, -2)  # C^T: (B, N, s, t)
-            v_bar, lse = inner(group_part)  # (B, N, K, t, d), (B, N, K, t)
-            lse = lse.masked_fill(outside, float("-inf"))  # keys outside get weight 0
+            index_ts = self.group_index.view(-1, G, G)[0].expand(B, m, N, G, G)  # t⁻¹s, or h⁻¹s for "own": (B, m, N, t, s)
+            group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C^T: (B, m, N, s, t)
+            probs, lse = softmax_lse(content + group_part.unsqueeze(3), dim=-2)  # softmax_s: (B, m, N, K, s, t), (B, m, N, K, t)
+            v_bar = probs.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
+            lse = lse.masked_fill(outside[:, :, None], float("-inf"))  # keys outside get weight 0
             if self.query == "own":
-                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, N, K, h)
-                return torch.einsum("bnkh,bnkhd->bnhd", weights, v_bar)  # Σ_k: (B, N, h, d)
-            weights, _ = softmax_lse(spatial + lse.unsqueeze(2), dim=-2)  # softmax_k: (B, N, h, K, t)
-            return weights.view(B, N, G, K * G) @ v_bar.view(B, N, K * G, d)  # Σ_t Σ_k: (B, N, h, d)
+                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, m, N, K, h)
+                return torch.einsum("bmnkh,bmnkhd->bnhmd", weights, v_bar)  # Σ_k: (B, N, h, m, d)
+            weights, _ = softmax_lse(spatial + lse.unsqueeze(3), dim=-2)  # softmax_k: (B, m, N, h, K, t)
+            out = weights.reshape(B, m, N, G, K * G) @ v_bar.reshape(B, m, N, K * G, d)  # Σ_t Σ_k: (B, m, N, h, d)
+            return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
 
-        out = []
-        for h in range(G):  # C depends on h: one output element at a time (|H|²·k² per pixel)
-            group_part = torch.gather(q_e, -1, self.group_index[h].expand(B, N, G, G)).transpose(-1, -2)  # C^T: (B, N, s, t)
-            v_bar, lse = inner(group_part)  # (B, N, K, t, d), (B, N, K, t)
-            lse = lse.masked_fill(outside, float("-inf"))
-            weights, _ = softmax_lse(spatial[:, :, h] + lse, dim=-2)  # softmax_k: (B, N, K, t)
-            out.append(weights.view(B, N, 1, K * G) @ v_bar.view(B, N, K * G, d))  # Σ_t Σ_k: (B, N, 1, d)
-        return torch.cat(out, dim=2)  # (B, N, h, d)
+        chunks = []
+        for h0 in range(0, G, h_chunk):  # C depends on h: a few output elements at a time
+            hs = slice(h0, min(h0 + h_chunk, G))
+            c = hs.stop - hs.start
+            index_hts = self.group_index[hs].expand(B, m, N, c, G, G)  # T[h, t, s]: (B, m, N, c, t, s)
+            group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, c, -1, -1), -1, index_hts).transpose(-1, -2)  # C^T: (B, m, N, c, s, t)
+            logits = content.unsqueeze(3) + group_part.unsqueeze(4)  # A + C: (B, m, N, c, K, s, t); finite
+            probs, lse = softmax_lse(logits, dim=-2)  # softmax_s: (B, m, N, c, K, s, t), (B, m, N, c, K, t)
+            lse = lse.masked_fill(outside[:, None, :, None], float("-inf"))
+            weights, _ = softmax_lse(spatial[:, :, :, hs] + lse, dim=-2)  # softmax_k: (B, m, N, c, K, t)
+            total = (probs * weights.unsqueeze(-2)).sum(-1)  # Σ_t of the joint weights: (B, m, N, c, K, s)
+            chunks.append(total.view(B, m, N, c, 1, K * G) @ v_nb.view(B, m, N, 1, K * G, d))  # Σ_k Σ_s: (B, m, N, c, 1, d)
+        return torch.cat(chunks, dim=3).squeeze(4).permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)
