@@ -26,11 +26,12 @@ export GSA_QUICK := 1
 # has another `python3` kernelspec in ~/.local/share/jupyter.
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 
-.PHONY: help venv install-book install-test book test clean distclean
+.PHONY: help venv install-book install-test book test results clean distclean
 
 help:
 	@echo "make book       build the Jupyter Book into book/_build/html (warnings are errors)"
 	@echo "make test       unit tests (tests/) + every chapter notebook (nbval-lax), quick mode"
+	@echo "make results    copy the benchmark JSON the book draws from into the package"
 	@echo "make clean      remove book/_build and caches (keeps .venv)"
 	@echo "make distclean  clean + remove .venv"
 
@@ -69,6 +70,12 @@ ifeq ($(NOTEBOOKS),)
 else
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 endif
+
+# The measured results the book draws from, copied into the package (gsa_tutorial/stored.py).
+STORED := official_fidelity encodings cpu-variants cpu
+results:
+	mkdir -p gsa_tutorial/results
+	for name in $(STORED); do cp benchmarks/results/$$name.json gsa_tutorial/results/; done
 
 # ---------------------------------------------------------------- cleaning
 
