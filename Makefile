@@ -26,11 +26,12 @@ export GSA_QUICK := 1
 # has another `python3` kernelspec in ~/.local/share/jupyter.
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 
-.PHONY: help venv install-book install-test book test clean distclean
+.PHONY: help venv install-book install-test book test gpu-run clean distclean
 
 help:
 	@echo "make book       build the Jupyter Book into book/_build/html (warnings are errors)"
 	@echo "make test       unit tests (tests/) + every chapter notebook (nbval-lax), quick mode"
+	@echo "make gpu-run    the prepared GPU run (benchmarks/gpu_run.py) with the machine's own python3 and torch"
 	@echo "make clean      remove book/_build and caches (keeps .venv)"
 	@echo "make distclean  clean + remove .venv"
 
@@ -69,6 +70,15 @@ ifeq ($(NOTEBOOKS),)
 else
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 endif
+
+# ---------------------------------------------------------------- GPU run
+
+# The machine's own python3 and CUDA torch, the package used in place (PYTHONPATH), nothing
+# installed: see benchmarks/gpu_run.py for the device call. Results go to $OUT (else gpu-run-out/).
+GPU_PYTHON ?= python3
+GPU_RUN_ARGS ?=
+gpu-run:
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m benchmarks.gpu_run $(GPU_RUN_ARGS)
 
 # ---------------------------------------------------------------- cleaning
 
