@@ -40,7 +40,7 @@ device tool brings back), rewritten after every phase so that a killed run leave
 * ``gpu.json``: everything measured (``meta``, ``tests``, ``attention``, ``sweep``, ``training``);
 * ``attention-<device>.json``: the full output of ``benchmarks.attention``;
 * ``pytest-cuda.xml``: the JUnit report of the CUDA tests;
-* ``checkpoints.tar``: ``rotmnist-<group>/{best.pt,last.pt,metrics.json}`` for every trained group
+* ``checkpoints.tar``: ``<preset>-<group>/{best.pt,last.pt,metrics.json}`` for every trained group
   (load with :func:`gsa_tutorial.train.load_model`; ``last.pt`` resumes the run);
 * ``gpu_run.log``: the console output.
 
@@ -132,8 +132,7 @@ class Run:
         """Rewrite gpu.json (atomically): called after every phase."""
         self.result["meta"]["wall_s"] = self.elapsed()
         self.result["meta"]["failures"] = list(self.failures)
-        self.result = _sanitize(self.result)
-        _write_json(self.out / "gpu.json", self.result)
+        _write_json(self.out / "gpu.json", _sanitize(self.result))  # (a copy: phases hold references into result)
 
 
 def _write_json(path: Path, obj: Any) -> None:
