@@ -86,6 +86,30 @@ def test_group_layer_equivariant_on_cuda(group, window, size, implementation, dt
 
 
 @needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("encoding,query", [("relative", "all"), ("gevit", "all"), ("pair", "all"), ("relative", "own")])
+@pytest.mark.parametrize("group", GROUPS)
+def test_group_layer_encodings_equivariant_on_cuda(group, encoding, query, dtype, no_tf32):
+    torch.manual_seed(0)
+    layer = GroupSelfAttention(4, 4, group=group, heads=2, window=3, group_encoding=encoding, query=query)
+    check(layer, group, lifted(group, 7, dtype))
+
+
+@needs_cuda
+@pytest.mark.parametrize("group", ["r4", "m4", "r12"])
+def test_chunked_factorized_path_on_cuda(group):
+    """Large inputs (the GPU's batches) take the chunked path: same outputs, still equivariant."""
+    torch.manual_seed(0)
+    layer = GroupSelfAttention(4, 4, group=group, heads=2, window=3).double().cuda()
+    x = lifted(group, 7, torch.float64)
+    with torch.no_grad():
+        whole = layer(x)
+        layer.chunk_elements = 64  # force per-head recomputation in chunks over h
+        torch.testing.assert_close(layer(x), whole, rtol=1e-10, atol=1e-12)
+    check(layer, group, x)
+
+
+@needs_cuda
 @pytest.mark.parametrize("group", ["r4", "m4", "r12"])
 def test_factorized_equals_dense_on_cuda(group):
     torch.manual_seed(0)
