@@ -532,8 +532,10 @@ def phase_training(run: Run) -> None:
 # ---- tables ------------------------------------------------------------------------------------
 
 
-def _gb(n: Any) -> str:
-    return f"{n / 1e9:.2f}" if isinstance(n, (int, float)) else "—"
+def _bytes(n: Any) -> str:
+    from gsa_tutorial.profiling import format_bytes
+
+    return format_bytes(n) if isinstance(n, (int, float)) else "—"
 
 
 def render_tables(result: dict[str, Any]) -> str:
@@ -548,12 +550,12 @@ def render_tables(result: dict[str, Any]) -> str:
         sizes = data.get("sizes", {})
         lines += [f"Training ({runs[0]['preset']} preset, batch {runs[0]['batch_size']}, rotated MNIST test digits: "
                   f"{sizes.get('train', '?')} train / {sizes.get('valid', '?')} valid / {sizes.get('test', '?')} test):", "",
-                  "| group | parameters | epochs | s/epoch | images/s | peak GPU GB | valid acc | test acc | stopped by |",
+                  "| group | parameters | epochs | s/epoch | images/s | peak GPU memory | valid acc | test acc | stopped by |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             lines.append(
                 f"| {r['group']} | {r['parameters']:,} | {r['epochs_done']} | {r['epoch_s_mean']:.1f} | "
-                f"{r['epoch_images_per_s']:.0f} | {_gb(r.get('peak_allocated_bytes'))} | {r['best']['valid_acc']:.3f} | "
+                f"{r['epoch_images_per_s']:.0f} | {_bytes(r.get('peak_allocated_bytes'))} | {r['best']['valid_acc']:.3f} | "
                 f"{r['test_acc']:.3f} | {r['stop']['reason']} |"
             )
         lines += ["", "images/s: training images per second of epoch wall time (validation and checkpoints included); "
@@ -563,13 +565,13 @@ def render_tables(result: dict[str, Any]) -> str:
         batches = sorted({r["batch"] for r in sweep["rows"]})
         groups = list(dict.fromkeys(r["group"] for r in sweep["rows"]))
         cell = {(r["group"], r["batch"]): r for r in sweep["rows"]}
-        lines += [f"One training step of the {sweep['preset']} GSA-Net (ms per step / peak GB of the step):", "",
+        lines += [f"One training step of the {sweep['preset']} GSA-Net (time per step / peak memory of the step):", "",
                   "| group | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
         for g in groups:
             cells = []
             for b in batches:
                 r = cell.get((g, b), {})
-                cells.append(f"{r['step_s'] * 1e3:.1f} ms / {_gb(r['peak_bytes'])}" if "step_s" in r else "not measured")
+                cells.append(f"{r['step_s'] * 1e3:.1f} ms / {_bytes(r['peak_bytes'])}" if "step_s" in r else "not measured")
             lines.append(f"| {g} | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         lines.append("(no training or sweep results in this file)")

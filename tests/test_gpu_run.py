@@ -131,7 +131,7 @@ def test_smoke_checkpoints_load_and_match_their_sha256(smoke, tmp_path):
 def test_table_renders_from_the_smoke_json(smoke, tmp_path, capsys):
     out, result, _, _ = smoke
     table = gpu_run.render_tables(result)
-    assert "| group | parameters | epochs | s/epoch | images/s | peak GPU GB | valid acc | test acc | stopped by |" in table
+    assert "| group | parameters | epochs | s/epoch | images/s | peak GPU memory | valid acc | test acc | stopped by |" in table
     assert "| z2 |" in table and "| r4 |" in table and "smoke run" in table
     assert gpu_run.main(["--table", str(out / "gpu.json")]) == 0
     assert capsys.readouterr().out.strip() == table
