@@ -259,7 +259,7 @@ NCCL_WORKER = textwrap.dedent(
     finite = all(bool(torch.isfinite(p).all()) for p in ddp.parameters())
     print("NCCL-RESULT " + json.dumps({"backend": dist.get_backend(), "world": dist.get_world_size(),
                                        "all_reduce": total.item(), "max_grad_diff": diff, "finite": finite,
-                                       "nccl_version": list(torch.cuda.nccl.version())}))
+                                       "nccl_version": str(torch.cuda.nccl.version())}))
     dist.destroy_process_group()
     """
 )
