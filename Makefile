@@ -26,12 +26,13 @@ export GSA_QUICK := 1
 # has another `python3` kernelspec in ~/.local/share/jupyter.
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 
-.PHONY: help venv install-book install-test book test results clean distclean
+.PHONY: help venv install-book install-test book test results gpu-run clean distclean
 
 help:
 	@echo "make book       build the Jupyter Book into book/_build/html (warnings are errors)"
 	@echo "make test       unit tests (tests/) + every chapter notebook (nbval-lax), quick mode"
 	@echo "make results    copy the benchmark JSON the book draws from into the package"
+	@echo "make gpu-run    the prepared GPU run (benchmarks/gpu_run.py) with the machine's own python3 and torch"
 	@echo "make clean      remove book/_build and caches (keeps .venv)"
 	@echo "make distclean  clean + remove .venv"
 
@@ -76,6 +77,14 @@ STORED := official_fidelity encodings cpu-variants cpu
 results:
 	mkdir -p gsa_tutorial/results
 	for name in $(STORED); do cp benchmarks/results/$$name.json gsa_tutorial/results/; done
+# ---------------------------------------------------------------- GPU run
+
+# The machine's own python3 and CUDA torch, the package used in place (PYTHONPATH), nothing
+# installed: see benchmarks/gpu_run.py for the device call. Results go to $OUT (else gpu-run-out/).
+GPU_PYTHON ?= python3
+GPU_RUN_ARGS ?=
+gpu-run:
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m benchmarks.gpu_run $(GPU_RUN_ARGS)
 
 # ---------------------------------------------------------------- cleaning
 

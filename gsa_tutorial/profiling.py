@@ -195,7 +195,9 @@ def time_step(
 ) -> dict[str, Any]:
     """Wall-clock time of ``fn()``: the median of ``repeats`` runs after ``warmup`` runs.
 
-    On CUDA each run is timed with CUDA events after a synchronisation; on CPU with
+    On CUDA each run is timed with CUDA events recorded on ``device``'s current stream (the
+    stream its kernels run on), after a synchronisation, and read after another one (kernels
+    are asynchronous: a host clock would time their launch, not their work); on CPU with
     :func:`time.perf_counter`.
 
     Returns:
@@ -210,13 +212,14 @@ def time_step(
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
+            stream = torch.cuda.current_stream(device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(device)
-            start.record()
+            start.record(stream)
             fn()
-            end.record()
+            end.record(stream)
             torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000.0)
+            times.append(start.elapsed_time(end) / 1000.0)  # elapsed_time is in milliseconds
         else:
             t0 = time.perf_counter()
             fn()
@@ -513,12 +516,42 @@ def nongrid_equivariance_errors(
 # ---- reporting -----------------------------------------------------------------------------
 
 
+def _tf32_settings() -> dict[str, Any]:
+    """Whether float32 matmuls and convolutions may use TF32 (legacy flags; newer PyTorch also has
+    ``fp32_precision``, and refuses to read one API after the other was set, hence the guards)."""
+    out: dict[str, Any] = {}
+    for key, get in (
+        ("tf32_matmul", lambda: bool(torch.backends.cuda.matmul.allow_tf32)),
+        ("tf32_cudnn", lambda: bool(torch.backends.cudnn.allow_tf32)),
+        ("fp32_precision_matmul", lambda: str(torch.backends.cuda.matmul.fp32_precision)),
+        ("fp32_precision_cudnn", lambda: str(torch.backends.cudnn.fp32_precision)),
+    ):
+        try:
+            out[key] = get()
+        except (AttributeError, RuntimeError):
+            pass
+    return out
+
+
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Where the numbers come from: device name, torch version, threads, load average, date, and
-    the first 12 hex digits of the SHA-256 of ``gsa_tutorial/attention.py`` (the code measured)."""
+    the first 12 hex digits of the SHA-256 of ``gsa_tutorial/attention.py`` (the code measured).
+    On CUDA also the CUDA and cuDNN versions, compute capability, memory, multiprocessors and
+    whether TF32 is allowed (it lowers float32 matmul and convolution precision)."""
     device = torch.device(device)
+    cuda: dict[str, Any] = {}
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
+        props = torch.cuda.get_device_properties(device)
+        cuda = {
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "capability": list(torch.cuda.get_device_capability(device)),
+            "total_memory_bytes": int(props.total_memory),
+            "multiprocessors": int(props.multi_processor_count),
+            "device_count": torch.cuda.device_count(),
+            **_tf32_settings(),
+        }
     else:
         name = platform.processor() or platform.machine()
         try:
@@ -544,6 +577,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "load_average": load,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "attention_py_sha256": attention_sha,
+        **cuda,
     }
 
 

@@ -25,7 +25,12 @@ What happens in a run (``run_dir``):
   (model selection never looks at the test set; the official code selects on it);
 * ``resume=True`` continues from ``last.pt``: weights, optimiser, schedule, AMP scaler,
   history and random states, so a resumed run ends bitwise equal to an uninterrupted one
-  (on the same device).
+  (on the same device);
+* ``max_minutes`` (``--max-minutes``) is a time budget for one call: before each epoch after
+  the first, the run stops if the time spent so far plus its longest epoch would overrun the
+  budget. ``last.pt`` is then the last finished epoch (resume later with ``resume=True`` /
+  ``--resume``), the best model is evaluated on the test split all the same, and
+  ``record["stop"]`` says why the call stopped (for Colab sessions and time-limited GPUs).
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
 ``torch.load(path, weights_only=True)``; state dicts are saved without the ``module.``
@@ -115,6 +120,10 @@ class TrainConfig:
     # Stop after this many epochs in this call (the run stays resumable): for time-limited
     # jobs, and to test that an interrupted and resumed run equals an uninterrupted one.
     max_epochs_this_run: int | None = None
+    # Time budget of this call, in minutes (the run stays resumable): before each epoch after
+    # the first, stop if the elapsed time plus the longest epoch of this call would exceed it.
+    # The best model is still evaluated on the test split. For Colab sessions and GPU leases.
+    max_minutes: float | None = None
     progress: bool = True  # tqdm bars (rank 0 only)
     verbose: bool = True  # one summary line per epoch (rank 0 only)
 
@@ -137,6 +146,8 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be 'auto', 'bf16' or 'fp16', got {self.amp_dtype!r}")
         if self.max_epochs_this_run is not None and self.max_epochs_this_run < 1:
             raise ValueError(f"max_epochs_this_run must be >= 1 or None, got {self.max_epochs_this_run!r}")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0 and math.isfinite(self.max_minutes)):
+            raise ValueError(f"max_minutes must be a positive number of minutes or None, got {self.max_minutes!r}")
 
 
 def train_preset(name: str, **overrides: Any) -> TrainConfig:
@@ -518,6 +529,20 @@ def _model_config(model: nn.Module) -> dict[str, Any] | None:
     return config.to_dict() if hasattr(config, "to_dict") else None
 
 
+def _over_budget(call_start: float, epoch_seconds: list[float], max_minutes: float, device: torch.device, ctx: _Dist) -> bool:
+    """Whether another epoch, as long as the longest one of this call, would end after the budget.
+
+    The first epoch of a call always runs (there is nothing to judge from). Under torchrun
+    rank 0 decides for everyone, so all processes stop at the same epoch.
+    """
+    stop = bool(epoch_seconds) and time.perf_counter() - call_start + max(epoch_seconds) > 60.0 * max_minutes
+    if ctx.active:
+        flag = torch.tensor([1.0 if stop else 0.0], device=device)
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -543,7 +568,11 @@ def fit(
         The run record, the same dict as ``metrics.json``: ``history`` (one row per epoch:
         ``epoch, lr, train_loss, train_acc, valid_loss, valid_acc, time_s``), ``best``
         (``epoch, valid_acc, valid_loss``), ``test`` (``loss, acc, n`` or None), ``finished``,
-        ``num_parameters``, ``train_config``, ``model_config``.
+        ``num_parameters``, ``train_config``, ``model_config``, and ``stop``: why this call
+        stopped (``reason``: ``"epochs"``, ``"max_epochs_this_run"`` or ``"max_minutes"``),
+        ``epochs_this_run``, ``elapsed_s``, ``max_minutes``, ``longest_epoch_s``. A call stopped
+        by ``max_minutes`` still evaluates the best model on ``test_set`` (``finished`` stays
+        False and the run resumes from ``last.pt``).
     """
     ctx = _dist_context()
     device = _resolve_device(config.device, ctx)
@@ -612,10 +641,20 @@ def fit(
     start_epoch = len(record["history"])
 
     epochs_run = 0
+    call_start = time.perf_counter()
+    epoch_seconds: list[float] = []  # wall time of each epoch of this call (train, validation, files)
+    stop_reason = "epochs"
     for epoch in range(start_epoch, config.epochs):
         if config.max_epochs_this_run is not None and epochs_run >= config.max_epochs_this_run:
+            stop_reason = "max_epochs_this_run"
+            break
+        if config.max_minutes is not None and _over_budget(call_start, epoch_seconds, config.max_minutes, device, ctx):
+            stop_reason = "max_minutes"
+            _log(f"stopping before epoch {epoch + 1}: {time.perf_counter() - call_start:.0f} s elapsed, the longest epoch "
+                 f"took {max(epoch_seconds):.0f} s, the budget is {60 * config.max_minutes:.0f} s; resume to continue", say)
             break
         t0 = time.time()
+        t_epoch = time.perf_counter()
         net.train()
         sampler.set_epoch(epoch)
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
@@ -692,9 +731,20 @@ def fit(
         if ctx.active:
             dist.barrier()
         epochs_run += 1
+        epoch_seconds.append(time.perf_counter() - t_epoch)
 
-    if len(record["history"]) >= config.epochs:
-        record["finished"] = True
+    record["stop"] = {
+        "reason": stop_reason,  # "epochs" (all done), "max_epochs_this_run" or "max_minutes"
+        "epochs_this_run": epochs_run,
+        "elapsed_s": time.perf_counter() - call_start,
+        "max_minutes": config.max_minutes,
+        "longest_epoch_s": max(epoch_seconds, default=None),
+    }
+    finished = len(record["history"]) >= config.epochs
+    # A run stopped by its time budget is reported like a finished one (best weights, test
+    # split once), but stays resumable: last.pt is untouched and "finished" stays False.
+    if finished or (stop_reason == "max_minutes" and record["history"]):
+        record["finished"] = finished
         load_state_dict(bare, best_state)
         if test_set is not None:
             record["test"] = evaluate(bare, test_set, batch_size=eval_bs, device=device, amp=config.amp, num_workers=config.num_workers)
@@ -790,6 +840,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after this many epochs (resumable)")
+    p.add_argument(
+        "--max-minutes", type=float, default=None,
+        help="time budget of this call: stop at the last epoch boundary that fits (checkpointed, resumable; the best model is still tested)",
+    )
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     p.add_argument("--valid-size", type=int, default=None, help="use only the first N validation images")
     p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
@@ -824,6 +878,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 warmup_epochs=args.warmup_epochs,
                 grad_clip=args.grad_clip,
                 max_epochs_this_run=args.max_epochs_this_run,
+                max_minutes=args.max_minutes,
             ).items()
             if v is not None
         }
@@ -858,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{args.preset} / {args.group}: {model.num_parameters():,} parameters; data {name} "
                   f"(train {len(data['train'])}, valid {len(data['valid'])}, test {len(data['test'])}); run folder {out}")
         record = fit(model, data["train"], data["valid"], config, out, test_set=data["test"], resume=args.resume)
-        if ctx.main and record["finished"]:
+        if ctx.main and record["test"] is not None:
             test = record["test"]
             print(f"best epoch {record['best']['epoch']}: valid acc {record['best']['valid_acc']:.4f}; "
                   f"test acc {test['acc']:.4f}" if test else "")
