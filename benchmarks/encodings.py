@@ -1,13 +1,13 @@
 """Which group encoding to use: a measured study on rotated real MNIST digits (chapter 6).
 
-Run from the repository root (about 1-2 hours on 2 free CPU cores)::
+Run from the repository root (about an hour on 2 free CPU cores; several on a busy machine)::
 
     .venv/bin/python -m benchmarks.encodings --data ../shared/data/mnist --jobs 2
     .venv/bin/python -m benchmarks.encodings --data ../shared/data/mnist --smoke   # seconds: the pipeline only
 
 Data: the 10,000 MNIST test digits (IDX files, md5-checked by :class:`gsa_tutorial.data.MNISTIDX`)
 through the ``mnist-idx-rotated`` loader (:class:`gsa_tutorial.data.RotatedMNISTFromIDX`): one
-seeded permutation (data seed 0) split into 1,500 training, 500 validation and 2,000 test digits,
+seeded permutation (data seed 0) split into 1,000 training, 300 validation and 1,500 test digits,
 each rotated by its own angle uniform in [0, 2π). The three splits are disjoint, so test digits are
 never seen in training or model selection; every run uses the same split.
 
@@ -43,7 +43,7 @@ R4_VARIANTS = [
     ("r4-own", "r4", "relative", "own"),
 ]
 Z2_VARIANT = ("z2", "z2", "relative", "all")
-SIZES = (1500, 500, 2000)
+SIZES = (1000, 300, 1500)
 SMOKE_SIZES = (64, 32, 64)
 
 
