@@ -11,21 +11,26 @@ The three layers follow the paper (Romero & Cordonnier, ICLR 2021), with ``q``, 
 pointwise (1x1) projections of the input and ``N(i)`` a ``window x window`` neighbourhood
 (keys outside the image are *masked out* of the softmax, never zero-padded into it):
 
+All logits are divided by ``√d`` (``d = dim_head``; the code scales ``q``):
+
 * relative self-attention (Z2, eq. 3.4 of the book)::
 
-      out(i) = Σ_{j∈N(i)} softmax_j(q_i·k_j + q_i·ρ(x_j − x_i)) v_j
+      out(i) = Σ_{j∈N(i)} softmax_j((q_i·k_j + q_i·ρ(x_j − x_i)) / √d) v_j
 
 * lifting self-attention (image -> lifted, eq. 5.1)::
 
-      out(i, h) = Σ_{j∈N(i)} softmax_j(q_i·k_j + q_i·ρ(h⁻¹(x_j − x_i))) v_j
+      out(i, h) = Σ_{j∈N(i)} softmax_j((q_i·k_j + q_i·ρ(h⁻¹(x_j − x_i))) / √d) v_j
 
 * group self-attention (lifted -> lifted, eq. 6.1)::
 
-      out(i, h) = Σ_{h̃} Σ_{(j,ĥ)} softmax_{(j,ĥ)}(q(i,h̃)·k(j,ĥ) + q(i,h̃)·ρ^P(h⁻¹(x_j − x_i), h̃⁻¹ĥ)) v(j,ĥ)
+      out(i, h) = Σ_{h̃} Σ_{(j,ĥ)} softmax_{(j,ĥ)}((q(i,h̃)·k(j,ĥ) + q(i,h̃)·[ρ(h⁻¹(x_j − x_i)) + e(T[h,h̃,ĥ])]) / √d) v(j,ĥ)
 
-  with ``ρ^P(d, g) = ρ(d) + e(g)``: the spatial MLP plus a learned embedding of the relative
-  group element. ``group_encoding="official"`` indexes ``e`` by ``h⁻¹h̃⁻¹ĥ`` as the official
-  code does; that breaks equivariance and exists only to show it (chapter 6).
+  with ``ρ`` the spatial MLP and ``e`` a learned embedding of the group part, indexed by a table
+  ``T`` (:func:`gsa_tutorial.positional.relative_group_index`): ``"relative"`` (``h̃⁻¹ĥ``),
+  ``"gevit"``, ``"pair"`` (``(h⁻¹h̃, h⁻¹ĥ)``, the general invariant) or ``"official"`` (the
+  official code's table, which is not invariant: for C_n it is ``(h̃ − ĥ − h) mod n`` in our
+  labelling; it exists to show the bug, chapter 6). ``query="own"`` keeps only ``h̃ = h`` with
+  ``e(h⁻¹ĥ)``.
 
 Heads are concatenated and mixed by an output projection. ``window=None`` is global attention,
 computed as a window of ``2*max(H, W) - 1`` with masking (every pixel sees every other pixel;
@@ -33,11 +38,13 @@ memory grows as ``(H W)²``, so keep it for small images).
 
 Speed (chapter 9). The positional logits are computed once per distinct (offset, group
 element), never per query. The group layer's logits are a sum
-``A[t,k,s] + B[h,t,k] + C[t,s]`` (content, spatial, group part), so the softmax over ``(k, s)``
-factorises: ``softmax_{k,s} = softmax_k(B + LSE_s(A+C)) · softmax_s(A+C)``. The fast path
-(``implementation="factorized"``) never builds the ``G³·K`` score tensor of the official code,
-only ``G²·K`` ones; ``implementation="dense"`` computes the textbook formula and is used for
-``attention_weights``, the official encoding, and as the benchmark reference.
+``A[t,k,s] + B[h,t,k] + C[h,t,s]`` (content, spatial, group part) whose spatial part does not
+depend on ``s``, so the softmax over ``(k, s)`` factorises:
+``softmax_{k,s} = softmax_k(B + LSE_s(A+C)) · softmax_s(A+C)``, for every table. When ``C`` does
+not depend on ``h`` (``"relative"``, ``query="own"``) the inner softmax is shared by all ``h``
+and the fast path (``implementation="factorized"``) holds only ``G²·K`` numbers per pixel and
+head; the other tables are computed a few ``h`` at a time. ``implementation="dense"`` computes
+the textbook ``G³·K`` score tensor (the official layout) and serves as the reference.
 """
 
 from __future__ import annotations
