@@ -892,7 +892,7 @@ def plot_element_errors(
 
     Args:
         errors: ``{series: {group name: {element: error}}}``, e.g.
-            ``{"official": {"r4": equivariance_error(...), ...}, "equivariant": {...}}``.
+            ``{"official": {"r4": equivariance_error(...), ...}, "relative": {...}}``.
             The groups and elements of the first series set the panels and the x axes.
         tolerance: draw this tolerance (``assert_equivariant``'s float64 default) as a dashed
             line; ``None`` for no line.

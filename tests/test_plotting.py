@@ -212,7 +212,7 @@ def test_plot_query_attention_rejects_mismatched_queries() -> None:
 def test_plot_element_errors_draws_one_bar_per_series_and_element() -> None:
     errors = {
         "official": {"r4": {0: 0.0, 1: 0.3, 2: 0.2, 3: 0.3}, "m4": {h: 0.1 for h in range(8)}},
-        "equivariant": {"r4": {0: 0.0, 1: 3e-16, 2: 2e-16, 3: 3e-16}, "m4": {h: 1e-16 for h in range(8)}},
+        "relative": {"r4": {0: 0.0, 1: 3e-16, 2: 2e-16, 3: 3e-16}, "m4": {h: 1e-16 for h in range(8)}},
     }
     fig = plotting.plot_element_errors(errors)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
