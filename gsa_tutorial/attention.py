@@ -450,7 +450,7 @@ class GroupSelfAttention(_SelfAttentionBase):
     #: (recomputed in the backward pass instead of stored when gradients are needed) and, for the
     #: tables that depend on ``h``, a few output elements at a time. Below it everything is one
     #: batched pass, which is fastest for small maps (e.g. the CPU presets).
-    chunk_elements: int = 2**24
+    chunk_elements: int = 2**22
 
     def _forward_factorized(self, x: torch.Tensor) -> torch.Tensor:
         """Same result as :meth:`_forward_dense` without its score tensor (module docstring).
