@@ -644,35 +644,64 @@ def plot_group_tables(
     *,
     row_label: str = r"query $\tilde h$",
     col_label: str = r"key $\hat h$",
+    entries: int | None = None,
 ) -> Figure:
-    """Integer tables indexed by two group elements, drawn side by side with element names (chapter 4).
+    """Integer tables indexed by two group elements, drawn side by side with element names (chapters 4, 6).
 
-    Each cell shows the name of the element ``table[row, col]`` and is coloured by it, so equal
+    Each cell shows the name of the entry ``table[row, col]`` and is coloured by it, so equal
     entries have equal colours. Used for the group part of the encoding of the group layer:
     ``relative_group_index(group)[0]`` (``"relative"``, ``h̃⁻¹ĥ``) next to
     ``relative_group_index(group, "official")[h]`` (the official code's table) for each ``h``.
 
+    Entries below ``|H|`` are group elements and are labelled by their names. With ``|H|²``
+    entries (the ``"pair"`` encoding, entry ``|H|·a + b`` for the pair ``(a, b)``) every cell is
+    labelled by its pair ``(a, b)`` of element names.
+
     Args:
-        tables: panel title -> ``(G, G)`` integer tensor of element indices.
+        tables: panel title -> ``(G, G)`` integer tensor of entries.
         group: the group H.
         row_label, col_label: axis labels.
+        entries: the number of entries the tables index into, ``|H|`` or ``|H|²``; default
+            ``|H|²`` if some entry is ``>= |H|``, else ``|H|``.
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        ValueError: a table has the wrong shape, ``entries`` is neither ``|H|`` nor ``|H|²``, or an
+            entry lies outside ``0 .. entries - 1``.
     """
     group = get_group(group)
     G = group.order
     names = [_tex(n) for n in group.element_names]
-    cmap = plt.get_cmap("tab20" if G > 10 else "tab10", max(G, 2))
-    fig, axes = _figure(1, len(tables), figsize=(max(0.45 * G, 1.6) * len(tables) + 0.8, max(0.45 * G, 1.6) + 1.1), layout="constrained")
-    for ax, (name, table) in zip(axes[0], tables.items()):
+    checked = {}
+    for name, table in tables.items():
         t = torch.as_tensor(table).detach().cpu().long()
         if t.shape != (G, G):
             raise ValueError(f"table {name!r} must have shape ({G}, {G}), got {tuple(t.shape)}")
-        ax.imshow(t.numpy(), cmap=cmap, vmin=-0.5, vmax=max(G, 2) - 0.5, interpolation="nearest")
+        checked[name] = t
+    if entries is None:
+        entries = G * G if any(int(t.max()) >= G for t in checked.values()) else G
+    if entries not in (G, G * G):
+        raise ValueError(f"entries must be |H| = {G} (group elements) or |H|² = {G * G} (pairs), got {entries}")
+    for name, t in checked.items():
+        if int(t.min()) < 0 or int(t.max()) >= entries:
+            raise ValueError(f"table {name!r} has entries in {int(t.min())}..{int(t.max())}, expected 0..{entries - 1}")
+    pairs = entries > G
+    if pairs:
+        plain = [n.strip("$") for n in names]
+        labels = [f"$({plain[a // G]},{plain[a % G]})$" for a in range(entries)]
+        cmap = plt.get_cmap("tab20" if entries <= 20 else "viridis", entries)
+    else:
+        labels = names
+        cmap = plt.get_cmap("tab20" if G > 10 else "tab10", max(G, 2))
+    cell = 0.45 * (1.6 if pairs else 1.0)
+    fig, axes = _figure(1, len(checked), figsize=(max(cell * G, 1.6) * len(checked) + 0.8, max(cell * G, 1.6) + 1.1), layout="constrained")
+    for ax, (name, t) in zip(axes[0], checked.items()):
+        ax.imshow(t.numpy(), cmap=cmap, vmin=-0.5, vmax=max(entries, 2) - 0.5, interpolation="nearest")
         for a in range(G):
             for b in range(G):
-                ax.text(b, a, names[int(t[a, b])], ha="center", va="center", fontsize=7)
+                ax.text(b, a, labels[int(t[a, b])], ha="center", va="center", fontsize=6 if pairs else 7)
         ax.set_xticks(range(G), names, fontsize=7, rotation=90 if G > 4 else 0)
         ax.set_yticks(range(G), names, fontsize=7)
         ax.set_title(name, fontsize=9)
@@ -990,7 +1019,116 @@ def plot_attention_cost(
     return fig
 
 
+def orientation_spread(output: torch.Tensor) -> float:
+    """How much a ``(C, G)`` output varies along the group axis: ``max |y - mean_h y| / max |y|``.
+
+    The measure of chapter 6's orientation probe (0 for an output that is the same at every ``h``).
+    """
+    y = torch.as_tensor(output).detach().cpu().double()
+    if y.dim() != 2:
+        raise ValueError(f"output must have shape (C, G), got {tuple(y.shape)}")
+    top = float(y.abs().max())
+    return float((y - y.mean(1, keepdim=True)).abs().max()) / top if top > 0 else 0.0
+
+
+def plot_orientation_probe(
+    outputs: dict[str, torch.Tensor],
+    group: Group | str,
+    *,
+    profile: torch.Tensor | None = None,
+    title: str | None = None,
+    size: float = 2.3,
+) -> Figure:
+    """Chapter 6's orientation probe: a group layer's output along the group axis, one panel per layer.
+
+    The probe feeds a lifted map that is constant in space but varies along the group axis; a
+    layer that sees orientation gives an output that varies along ``h`` at an interior pixel, a
+    blind one gives flat lines. Each panel draws every channel ``c`` as a line ``h -> y[c, h] / max|y|``
+    (scaled by the panel's largest value, so layers of different sizes compare) and names its
+    :func:`orientation_spread` in the title.
+
+    Args:
+        outputs: panel title -> ``(C, G)`` output at the probed pixel (channels, output element ``h``).
+        group: the group H (names the x ticks).
+        profile: the input's ``(C_in, G)`` profile along the group axis, drawn first if given.
+        title: a title over the figure.
+        size: inches per panel.
+
+    Returns:
+        The figure.
+    """
+    group = get_group(group)
+    G = group.order
+    panels = ({"input (along the group axis)": profile} if profile is not None else {}) | dict(outputs)
+    if not outputs:
+        raise ValueError("plot_orientation_probe needs at least one output")
+    for name, y in panels.items():
+        shape = tuple(torch.as_tensor(y).shape)
+        if len(shape) != 2 or shape[1] != G:
+            raise ValueError(f"{name!r} must have shape (C, {G}), got {shape}")
+    fig, axes = _figure(1, len(panels), figsize=(size * len(panels) + 0.4, 2.8), sharey=True)
+    x = np.arange(G)
+    for ax, (name, y) in zip(axes[0], panels.items()):
+        y = torch.as_tensor(y).detach().cpu().double()
+        top = float(y.abs().max()) or 1.0
+        for c, row in enumerate(y.numpy() / top):
+            ax.plot(x, row, marker="o", markersize=3, lw=1, color=plt.get_cmap("tab10")(c % 10))
+        ax.axhline(0, color="0.7", lw=0.6)
+        ax.set_xticks(x, [_tex(n) for n in group.element_names], fontsize=7, rotation=90 if G > 4 else 0)
+        ax.set_title(f"{name}\nspread {orientation_spread(y):.1e}", fontsize=8)
+        ax.set_xlabel("group element", fontsize=8)
+    axes[0, 0].set_ylabel("value / max |value|", fontsize=8)
+    axes[0, 0].set_ylim(-1.15, 1.15)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_encoding_study(
+    summary: dict[str, dict[str, Any]],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Test accuracy (mean ± std over seeds) against seconds per epoch, one point per variant (chapter 6).
+
+    Args:
+        summary: ``{variant: {"test_acc_mean", "test_acc_std", "s_per_epoch_mean", "s_per_epoch_std",
+            "seeds", "group"}}``, the ``"summary"`` block of ``load_results("encodings")``. Each point
+            is labelled with its variant and its number of seeds.
+        title: a title.
+
+    Returns:
+        The figure.
+    """
+    if not summary:
+        raise ValueError("plot_encoding_study needs at least one variant")
+    needed = ("test_acc_mean", "test_acc_std", "s_per_epoch_mean", "s_per_epoch_std", "seeds")
+    for name, row in summary.items():
+        missing = [key for key in needed if key not in row]
+        if missing:
+            raise ValueError(f"variant {name!r} lacks {', '.join(missing)}")
+    fig, axes = _figure(figsize=(5.6, 3.6))
+    ax = axes[0, 0]
+    groups = sorted({str(row.get("group", name)) for name, row in summary.items()})
+    colours = {g: plt.get_cmap("tab10")(i) for i, g in enumerate(groups)}
+    for name, row in summary.items():
+        colour = colours[str(row.get("group", name))]
+        ax.errorbar(row["s_per_epoch_mean"], 100 * row["test_acc_mean"], xerr=row["s_per_epoch_std"], yerr=100 * row["test_acc_std"],
+                    marker="o", capsize=3, color=colour, label=name)
+        ax.annotate(f"{name} (n={row['seeds']})", (row["s_per_epoch_mean"], 100 * row["test_acc_mean"]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("seconds per epoch (CPU)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.margins(x=0.25, y=0.25)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 __all__ += ["plot_lifted_rotation", "plot_query_attention", "plot_element_errors", "plot_attention_cost"]
+__all__ += ["orientation_spread", "plot_orientation_probe", "plot_encoding_study"]
 
 
 # ---- chapters 7 and 8: GSA-Nets, parameter counts, training -----------------------------------------

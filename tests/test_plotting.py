@@ -306,3 +306,66 @@ def test_plot_training_curves_accepts_records_and_histories() -> None:
 def test_plot_training_curves_rejects_an_empty_run() -> None:
     with pytest.raises(ValueError, match="no epochs"):
         plotting.plot_training_curves({"Z2": []})
+
+
+# ---- chapter 6: pair tables, the orientation probe, the encoding study ------------------------------
+
+
+def test_plot_group_tables_labels_pair_entries_by_their_pairs() -> None:
+    from gsa_tutorial.positional import relative_group_index
+
+    pair = relative_group_index("r4", "pair")  # entry 4 a + b for the pair (a, b)
+    fig = plotting.plot_group_tables({"pair, h = e": pair[0], "pair, h = r": pair[1]}, "r4")
+    names = ["e", "r^1", "r^2", "r^3"]
+    for ax, table in zip(fig.axes, (pair[0], pair[1])):
+        texts = [t.get_text() for t in ax.texts]
+        expected = [f"$({names[int(v) // 4]},{names[int(v) % 4]})$" for v in table.flatten()]
+        assert texts == expected
+        assert (ax.get_images()[0].get_array() == table.numpy()).all()
+    assert fig.axes[0].texts[0].get_text() == "$(e,e)$" and fig.axes[1].texts[0].get_text() == "$(r^3,r^3)$"  # h⁻¹h̃ = h⁻¹ĥ = r⁻¹
+
+
+def test_plot_group_tables_keeps_element_names_and_checks_entries() -> None:
+    from gsa_tutorial.positional import relative_group_index
+
+    fig = plotting.plot_group_tables({"gevit": relative_group_index("r4", "gevit")[1]}, "r4")
+    assert all(not t.get_text().startswith("$(") for t in fig.axes[0].texts)
+    with pytest.raises(ValueError, match="entries must be"):
+        plotting.plot_group_tables({"x": torch.zeros(4, 4, dtype=torch.long)}, "r4", entries=5)
+    with pytest.raises(ValueError, match=r"expected 0\.\.3"):
+        plotting.plot_group_tables({"x": torch.full((4, 4), 7)}, "r4", entries=4)
+
+
+def test_plot_orientation_probe_draws_the_normalised_outputs() -> None:
+    import numpy as np
+
+    flat = torch.tensor([[2.0, 2.0, 2.0, 2.0], [-1.0, -1.0, -1.0, -1.0]])
+    varying = torch.tensor([[1.0, -3.0, 0.5, 2.0], [0.0, 1.0, 1.0, 0.0]])
+    profile = torch.tensor([[0.3, -0.2, 0.1, 0.9]])
+    fig = plotting.plot_orientation_probe({"blind": flat, "sees": varying}, "r4", profile=profile)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    for ax, data in zip(fig.axes, (profile, flat, varying)):
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 4]
+        assert len(lines) == data.shape[0]
+        for line, row in zip(lines, data.numpy() / float(data.abs().max())):
+            assert np.allclose(line.get_ydata(), row)
+    assert "spread 0.0e+00" in fig.axes[1].get_title()
+    assert plotting.orientation_spread(flat) == 0.0
+    assert plotting.orientation_spread(varying) == pytest.approx((3.0 + 0.125) / 3.0)
+    assert f"spread {plotting.orientation_spread(varying):.1e}" in fig.axes[2].get_title()
+    with pytest.raises(ValueError, match=r"shape \(C, 4\)"):
+        plotting.plot_orientation_probe({"bad": torch.zeros(2, 3)}, "r4")
+
+
+def test_plot_encoding_study_places_each_variant_with_its_error_bars() -> None:
+    summary = {
+        "z2": {"group": "z2", "seeds": 3, "test_acc_mean": 0.5, "test_acc_std": 0.02, "s_per_epoch_mean": 60.0, "s_per_epoch_std": 1.0},
+        "r4-pair": {"group": "r4", "seeds": 1, "test_acc_mean": 0.7, "test_acc_std": 0.0, "s_per_epoch_mean": 200.0, "s_per_epoch_std": 0.0},
+    }
+    fig = plotting.plot_encoding_study(summary)
+    ax = fig.axes[0]
+    points = [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.get_lines() if line.get_marker() == "o"]
+    assert points == [(60.0, 50.0), (200.0, 70.0)]
+    assert [t.get_text() for t in ax.texts] == ["z2 (n=3)", "r4-pair (n=1)"]
+    with pytest.raises(ValueError, match="lacks seeds"):
+        plotting.plot_encoding_study({"x": {k: v for k, v in summary["z2"].items() if k != "seeds"}})
