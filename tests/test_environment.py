@@ -6,7 +6,10 @@ environment, so a dependency added to one and forgotten in the other fails here.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,41 @@ def test_environment_yml_installs_the_package_and_python() -> None:
     pip = [line for entry in env["dependencies"] if isinstance(entry, dict) for line in entry["pip"]]
     assert any(conda_name(spec) == "python" for spec in conda), "environment.yml must pin python"
     assert "-e ." in pip, "environment.yml must install the package itself (`-e .` in pip:)"
+
+
+# ---------------------------------------------------------------- ipywidgets is optional
+
+BLOCK_WIDGETS = """
+import importlib.abc, sys
+
+class _NoWidgets(importlib.abc.MetaPathFinder):
+    # What a plain `pip install gsa_tutorial` gives: no ipywidgets, no IPython.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ipywidgets", "IPython"):
+            raise ImportError(f"{name} is blocked: gsa_tutorial must work without it")
+        return None
+
+sys.meta_path.insert(0, _NoWidgets())
+"""
+
+
+def test_the_package_needs_no_widgets_at_runtime() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {normalize(Requirement(spec).name) for spec in project["dependencies"]}
+    assert not runtime & {"ipywidgets", "ipython", "jedi"}, (
+        f"runtime dependencies {sorted(runtime)} include notebook-only packages: put them in [widgets]"
+    )
+    assert "gsa_tutorial[widgets]" in project["optional-dependencies"]["book"]
+
+
+def test_every_module_and_plotting_function_works_without_ipywidgets() -> None:
+    # Import every module, then run the plotting tests, with ipywidgets and IPython blocked.
+    code = BLOCK_WIDGETS + (
+        "import pkgutil, importlib, pytest, gsa_tutorial\n"
+        "for m in pkgutil.iter_modules(gsa_tutorial.__path__):\n"
+        "    importlib.import_module('gsa_tutorial.' + m.name)\n"
+        "sys.exit(pytest.main(['-q', '-x', '-p', 'no:cacheprovider', 'tests/test_plotting.py']))\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"without ipywidgets:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -23,9 +23,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-REPO_URL: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"][
-    "Repository"
-]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+REPO_URL: str = PROJECT["urls"]["Repository"]
+# The release the Colab install cells pin: tag v<version>, the version set once in pyproject.
+RELEASE_TAG = f"v{PROJECT['version']}"
 GITHUB = "https://github.com/"
 COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 CHECK_OUTPUT_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -39,6 +40,7 @@ HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+|$)(.*)$")
 CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 BIB_ENTRY = re.compile(r"^\s*@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
 URL = re.compile(r"https?://[^\s\"'@]+")  # stops before `@ref` in `git+URL@ref`
+PIP_PIN = re.compile(r"git\+(https://[^\s\"'@]+)@([^\s\"'#]+)")
 COLAB_GUARD = re.compile(r"""^if\s+["']google\.colab["']\s+in\s+sys\.modules\s*:\s*$""")
 
 
@@ -199,6 +201,28 @@ def test_second_cell_installs_the_package_only_in_colab(notebook: Path) -> None:
         lines[i] for i in installs if i <= guards[0] or not lines[i].startswith((" ", "\t"))
     ]
     assert not unguarded, f"{notebook.name}: installs outside the Colab guard: {unguarded}"
+
+
+@notebooks
+def test_install_cell_pins_the_release_of_pyproject(notebook: Path) -> None:
+    # Colab must install the release the book was written for, not whatever `main` is that day.
+    source = read(notebook).cells[1].source
+    pins = PIP_PIN.findall(source)
+    assert pins, f"{notebook.name}: cell 2 must install git+{REPO_URL}@{RELEASE_TAG}, found no @ref"
+    refs = {ref for _, ref in pins}
+    assert refs == {RELEASE_TAG}, (
+        f"{notebook.name}: cell 2 installs {sorted(refs)}, but pyproject's version is "
+        f"{PROJECT['version']!r}: pin @{RELEASE_TAG} (bump the version in pyproject.toml, then here)"
+    )
+
+
+@notebooks
+def test_install_cell_keeps_colabs_torch_and_widgets(notebook: Path) -> None:
+    # No extras and no upgrade flags: Colab's CUDA torch and its ipywidgets 7 stay installed.
+    source = read(notebook).cells[1].source
+    installs = [line for line in source.splitlines() if "pip install" in line]
+    bad = [line for line in installs if re.search(r"(--upgrade|\s-U\b|--force-reinstall|\btorch\b|ipywidgets|\[)", line)]
+    assert not bad, f"{notebook.name}: the Colab install must not upgrade or add packages: {bad}"
 
 
 @notebooks
