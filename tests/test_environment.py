@@ -117,3 +117,17 @@ def test_every_module_and_plotting_function_works_without_ipywidgets() -> None:
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"without ipywidgets:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+# ---------------------------------------------------------------- release metadata
+
+
+def test_citation_and_changelog_name_the_pyproject_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(citation["version"]) == version, f"CITATION.cff version {citation['version']!r} != pyproject {version!r}"
+    assert citation["cff-version"] == "1.2.0" and citation["authors"] and citation["title"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version)}\]", changelog, re.MULTILINE), (
+        f"CHANGELOG.md has no `## [{version}]` section for pyproject's version"
+    )
