@@ -6,16 +6,16 @@ trainer's business; :attr:`CIFAR10.mean` and :attr:`CIFAR10.std` are offered as 
 
 Data sets
 ---------
-============================  ==========================================  =====================
-name (:func:`get_dataset`)    class                                       image
-============================  ==========================================  =====================
-``"rotmnist"``                :class:`RotatedMNIST` (Larochelle et al.)   ``(1, 28, 28)``
-``"cifar10"``                 :class:`CIFAR10`                            ``(3, 32, 32)``
-``"pcam"``                    :class:`PCam` (Veeling et al., needs h5py)  ``(3, 96, 96)``
-``"synthetic"``               :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
-``"synthetic-rotated"``       :class:`SyntheticDigits` ``rotated=True``   ``(1, 28, 28)``
-``"mnist-idx-rotated"``       :class:`RotatedMNISTFromIDX` (MNIST IDX)    ``(1, 28, 28)``
-============================  ==========================================  =====================
+==========================  ===========================================  ===============
+name (:func:`get_dataset`)  class                                        image
+==========================  ===========================================  ===============
+``"rotmnist"``              :class:`RotatedMNIST` (Larochelle et al.)    ``(1, 28, 28)``
+``"cifar10"``               :class:`CIFAR10`                             ``(3, 32, 32)``
+``"pcam"``                  :class:`PCam` (Veeling et al., needs h5py)   ``(3, 96, 96)``
+``"synthetic"``             :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
+``"synthetic-rotated"``     :class:`SyntheticDigits` ``rotated=True``    ``(1, 28, 28)``
+``"mnist-idx-rotated"``     :class:`RotatedMNISTFromIDX` (MNIST IDX)     ``(1, 28, 28)``
+==========================  ===========================================  ===============
 
 Files, downloads, caches
 ------------------------
@@ -476,6 +476,7 @@ class MNISTIDX(_InMemoryImages):
         item: ``(1, 28, 28)`` float32 in [0, 1], label ``int``.
     """
 
+    #: Where ``download=True`` fetches the files from.
     MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     #: Published md5s of the gzipped files.
     MD5 = {
@@ -649,7 +650,9 @@ class RotatedMNIST(_InMemoryImages):
         item: ``(1, 28, 28)`` float32 in [0, 1], label ``int``.
     """
 
+    #: The archive of Larochelle et al. (2007).
     URL = "http://www.iro.umontreal.ca/~lisa/icml2007data/mnist_rotation_new.zip"
+    #: md5 of :attr:`URL`.
     MD5 = "0f9a947ff3d30e95cd685462cbf3b847"
     FILENAME = "mnist_rotation_new.zip"
     MEMBERS = {
@@ -772,6 +775,7 @@ class CIFAR10(_InMemoryImages):
     CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     #: Per-channel mean and standard deviation of the 50,000 training images (values in [0, 1]).
     mean = (0.4914, 0.4822, 0.4465)
+    #: (see :attr:`mean`)
     std = (0.2470, 0.2435, 0.2616)
 
     def __init__(
@@ -861,6 +865,7 @@ class PCam(Dataset):
 
     URL = "https://zenodo.org/record/2546921/files/{name}"
     SUBDIR = "pcam"
+    #: Number of images per split.
     SIZES = {"train": 262144, "valid": 32768, "test": 32768}
     #: md5 of the gzipped files (as verified by torchvision's PCAM).
     MD5 = {
@@ -1114,6 +1119,7 @@ class SyntheticDigits(_InMemoryImages):
 # One entry point
 # ---------------------------------------------------------------------------------------
 
+#: The names :func:`get_dataset` accepts (the table at the top of this module).
 DATASET_NAMES = ("rotmnist", "cifar10", "pcam", "synthetic", "synthetic-rotated", "mnist-idx-rotated")
 
 #: Default sizes of the synthetic splits (quick mode).

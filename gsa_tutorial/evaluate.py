@@ -39,7 +39,7 @@ from .data import DATASET_NAMES, get_dataset
 from .testing import default_rtol, equivariance_error
 from .train import BEST, LAST, METRICS_JSON, accuracy_vs_angle, evaluate, load_checkpoint, load_model
 
-__all__ = ["resolve_checkpoint", "evaluate_run", "format_report", "save_plot", "build_parser", "main"]
+__all__ = ["resolve_checkpoint", "evaluate_run", "invariance_check", "format_report", "save_plot", "build_parser", "main"]
 
 #: Default angles of the robustness curve: every 15° from 0° to 360° (in degrees).
 DEFAULT_ANGLE_STEP = 15.0

@@ -292,3 +292,64 @@ def test_book_config_points_at_the_pyproject_repository() -> None:
         f"book/_config.yml repository.url {config['repository']['url']!r} != "
         f"pyproject Repository {REPO_URL!r}"
     )
+
+
+# ---------------------------------------------------------------- the API reference (book/api)
+
+PACKAGE = ROOT / "gsa_tutorial"
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_"))
+
+
+def documented_attributes(path: Path) -> set[str]:
+    """Module-level names with a `#:` comment above them or a string right after (as autodoc reads them)."""
+    import ast
+
+    source = path.read_text()
+    lines = source.splitlines()
+    body = ast.parse(source).body
+    found = set()
+    for i, stmt in enumerate(body):
+        if not isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            continue
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        above = lines[stmt.lineno - 2].strip() if stmt.lineno >= 2 else ""
+        after = body[i + 1] if i + 1 < len(body) else None
+        string_after = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+        if above.startswith("#:") or string_after:
+            found |= names
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_has_an_api_page_in_the_toc(module: str) -> None:
+    page = BOOK / "api" / f"{module}.md"
+    assert page.is_file(), f"gsa_tutorial/{module}.py has no API page: add book/api/{module}.md"
+    assert f".. automodule:: gsa_tutorial.{module}\n   :members:" in page.read_text(), (
+        f"book/api/{module}.md must document the module with `.. automodule:: gsa_tutorial.{module}` and `:members:`"
+    )
+    assert f"api/{module}" in toc_files(toc()), f"book/_toc.yml does not list api/{module}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_public_name_has_a_docstring(module: str) -> None:
+    # autodoc shows the names of __all__ that have a docstring (or a `#:` comment for data):
+    # an undocumented public name would be missing from the API reference.
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"gsa_tutorial.{module}")
+    assert mod.__doc__ and mod.__doc__.strip(), f"gsa_tutorial.{module} has no module docstring"
+    names = getattr(mod, "__all__", None)
+    assert names, f"gsa_tutorial.{module} must list its public names in __all__"
+    attribute_docs = documented_attributes(PACKAGE / f"{module}.py")
+    undocumented = []
+    for name in names:
+        obj = getattr(mod, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            own = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+            if not (own or "").strip():
+                undocumented.append(name)
+        elif name not in attribute_docs:
+            undocumented.append(name)
+    assert not undocumented, f"gsa_tutorial.{module}: public names without a docstring (or `#:` comment): {undocumented}"
