@@ -7,6 +7,11 @@
   public object of the package with that name (``gsa_tutorial.groups.Group``), and ``|H|``
   (the group size, as the docstrings write it) is not read as a reStructuredText
   substitution.
+* Drops repeated ``<script>`` tags: sphinx-thebe (and sphinx-togglebutton) register their
+  inline configuration twice in a Jupyter Book build, and the second
+  ``const THEBE_JS_URL = ...`` is a JavaScript error on every page.
+* Gives the theme its default colour mode (``auto``, the theme's own fallback): without
+  one, pydata-sphinx-theme logs "Got invalid theme mode" as an error on a reader's first page.
 * Marks the widget areas of the online book: the sliders need a running kernel, so a static
   page shows them frozen (or, offline, where the widget JavaScript cannot load, not at all).
   ``widget_fallback.js`` puts a short note in each widget area instead of an empty box; the
@@ -73,15 +78,40 @@ def resolve_short_names(app: Sphinx, env: BuildEnvironment, node: pending_xref, 
     return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], node, contnode)
 
 
+def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Keep the first of identical ``<script>`` (same file and attributes, or same inline body).
+
+    The repeated inline one is registered once with ``filename=None``, once with ``""``.
+    """
+    for key in ("script_files", "css_files"):
+        files = context.get(key)
+        if not files:
+            continue
+        seen, unique = set(), []
+        for asset in files:
+            attributes = getattr(asset, "attributes", {})
+            signature = (str(getattr(asset, "filename", asset) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+            if signature not in seen:
+                seen.add(signature)
+                unique.append(asset)
+        context[key] = unique
+
+
 def add_static_path(app: Sphinx) -> None:
     app.config.html_static_path.append(str(STATIC))
+
+
+def default_colour_mode(app: Sphinx, config: Any) -> None:
+    config.html_context.setdefault("default_mode", "auto")  # sphinx-book-theme: html_context, not a theme option
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-read", strip_nbval_marks)
     app.connect("autodoc-process-docstring", escape_group_size)
     app.connect("missing-reference", resolve_short_names)
+    app.connect("html-page-context", drop_repeated_scripts, priority=900)  # after the theme's handlers
     app.connect("builder-inited", add_static_path)
+    app.connect("config-inited", default_colour_mode)
     app.add_js_file("widget_fallback.js")
     app.add_css_file("widget_fallback.css")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
