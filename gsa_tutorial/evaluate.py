@@ -163,8 +163,10 @@ def evaluate_run(
     name = _dataset_name(dataset, record, checkpoint)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(checkpoint_path).to(device).eval()
-    config = model.config
-    data = get_dataset(name, split, root=root, download=download, **(data_options or {}))
+    config: Any = getattr(model, "config", None)  # the GSANetConfig the checkpoint stored
+    if config is None:
+        raise ValueError(f"{checkpoint_path} did not load as a GSANet (no .config)")
+    data: Any = get_dataset(name, split, root=root, download=download, **(data_options or {}))
     if size is not None:
         data = torch.utils.data.Subset(data, range(min(size, len(data))))
     test = evaluate(model, data, batch_size=batch_size, device=device)

@@ -141,7 +141,7 @@ return report;
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -177,7 +177,7 @@ class _Ids(html.parser.HTMLParser):
                 self.ids.add(value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def page_ids(path: Path) -> frozenset[str]:
     parser = _Ids()
     parser.feed(path.read_text(errors="replace"))
