@@ -54,7 +54,9 @@ ALLOWED_EXTERNAL = (
     "https://unpkg.com/@jupyter-widgets/html-manager",
 )
 MACHINE_PATH = re.compile(r"(/root/|/home/|/tmp/ipykernel|/work/|[A-Z]:\\Users\\)")
-PROBLEM_TEXT = re.compile(r"(Traceback \(most recent call last\)|\b\w*(Warning|Error):\s)")
+# A traceback or a warning in an output. An exception a chapter catches and prints on
+# purpose ("AssertionError: ... is not r4-equivariant") is text, not an error output.
+PROBLEM_TEXT = re.compile(r"(Traceback \(most recent call last\)|\b\w*Warning:\s)")
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -76,7 +78,8 @@ window.__gsaErrors = [];
 window.addEventListener('error', function (e) {
   var t = e.target;
   if (t && t !== window && (t.src || t.href)) {
-    window.__gsaErrors.push({kind: 'resource', url: t.src || t.href, tag: t.tagName});
+    var url = t.src || t.href;  // an SVG element's href is an SVGAnimatedString
+    window.__gsaErrors.push({kind: 'resource', url: String(url.baseVal !== undefined ? url.baseVal : url), tag: String(t.tagName)});
   } else {
     window.__gsaErrors.push({kind: 'exception', message: String(e.message), where: (e.filename || '') + ':' + (e.lineno || '')});
   }
@@ -131,7 +134,7 @@ document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json
   report.widgets.push({note: !!(area && area.querySelector('.gsa-widget-note')),
                        rendered: !!(area && area.querySelector('.widget-subarea *, .jupyter-widgets'))});
 });
-return report;
+return JSON.stringify(report);  // plain JSON: DOM values never reach the driver
 """
 
 
@@ -334,7 +337,7 @@ def check(html_dir: Path, shots: Path, *, pages: list[str] | None = None) -> dic
                 landed = urlsplit(driver.current_url).path.lstrip("/")  # index.html redirects to the first page
                 if landed and landed != rel and (html_dir / unquote(landed)).is_file():
                     page = html_dir / unquote(landed)
-                report = driver.execute_script(INSPECT)
+                report = json.loads(driver.execute_script(INSPECT))
                 console = driver.get_log("browser")
                 problems, blocked = problems_of(report, console, base)
                 if settled is not True:

@@ -3,6 +3,8 @@
 * Hides the ``# NBVAL_CHECK_OUTPUT`` first line of code cells from readers: it tells nbval
   (``make test``) to compare the cell's stored output, and means nothing to a reader. The
   notebooks keep it; only the rendered page drops it.
+* Shows the "Open in Colab" badge from the book itself (``static/colab-badge.svg``): the
+  notebooks link Colab's own SVG, which a reader without network sees as a broken image.
 * API reference: ``:class:`Group``` in a docstring of another module resolves to the one
   public object of the package with that name (``gsa_tutorial.groups.Group``), and ``|H|``
   (the group size, as the docstrings write it) is not read as a reStructuredText
@@ -31,6 +33,8 @@ from sphinx.environment import BuildEnvironment
 
 NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
 STATIC = Path(__file__).parent / "static"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_BADGE = "/_ext/static/colab-badge.svg"  # "/..." is relative to the book's source folder
 
 
 def strip_nbval_marks(app: Sphinx, doctree: nodes.document) -> None:
@@ -97,6 +101,14 @@ def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context
         context[key] = unique
 
 
+def local_colab_badge(app: Sphinx, doctree: nodes.document) -> None:
+    """Point Colab badge images at the local copy (before Sphinx collects the images)."""
+    for image in doctree.findall(nodes.image):
+        if image.get("uri") == COLAB_BADGE:
+            image["uri"] = LOCAL_BADGE
+            image.pop("candidates", None)
+
+
 def add_static_path(app: Sphinx) -> None:
     app.config.html_static_path.append(str(STATIC))
 
@@ -107,6 +119,7 @@ def default_colour_mode(app: Sphinx, config: Any) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-read", strip_nbval_marks)
+    app.connect("doctree-read", local_colab_badge, priority=100)  # before the image collector (500)
     app.connect("autodoc-process-docstring", escape_group_size)
     app.connect("missing-reference", resolve_short_names)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)  # after the theme's handlers
