@@ -131,3 +131,12 @@ def test_citation_and_changelog_name_the_pyproject_version() -> None:
     assert re.search(rf"^## \[{re.escape(version)}\]", changelog, re.MULTILINE), (
         f"CHANGELOG.md has no `## [{version}]` section for pyproject's version"
     )
+
+
+def test_package_version_is_pyprojects() -> None:
+    import gsa_tutorial
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert gsa_tutorial.__version__ == version, (
+        f"gsa_tutorial.__version__ {gsa_tutorial.__version__!r} != pyproject.toml's {version!r}: bump both"
+    )

@@ -106,7 +106,8 @@ def local_colab_badge(app: Sphinx, doctree: nodes.document) -> None:
     for image in doctree.findall(nodes.image):
         if image.get("uri") == COLAB_BADGE:
             image["uri"] = LOCAL_BADGE
-            image.pop("candidates", None)
+            if "candidates" in image:
+                del image["candidates"]
 
 
 def add_static_path(app: Sphinx) -> None:
