@@ -98,7 +98,7 @@ class _SoftmaxLSE(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor | None, None]:
         (p,) = ctx.saved_tensors
         if grad_p is None:
             return (None if grad_lse is None else p * grad_lse.unsqueeze(ctx.dim)), None
@@ -354,6 +354,8 @@ class GroupSelfAttention(_SelfAttentionBase):
             tensors recomputed in the backward pass instead of stored) or ``"dense"`` (the textbook
             score tensor, ``|H|³·k²`` per pixel and head: the reference). Same mathematics.
     """
+
+    group_index: torch.Tensor  # buffer (G_h, G_t, G_s), registered in __init__
 
     def __init__(
         self,

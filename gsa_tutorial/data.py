@@ -56,9 +56,10 @@ import struct
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
@@ -379,7 +380,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 # MNIST IDX files (the real MNIST; fallback for rotated MNIST)
 # ---------------------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
 
@@ -820,7 +821,10 @@ class CIFAR10(_InMemoryImages):
             for name in members:
                 if name not in by_name:
                     raise ValueError(f"{archive} has no member {name!r}; is it the CIFAR-10 *python* tarball?")
-                parts.append(_load_cifar_batch(tar.extractfile(by_name[name]).read()))
+                member = tar.extractfile(by_name[name])
+                if member is None:
+                    raise ValueError(f"{archive}: member {name!r} is not a regular file")
+                parts.append(_load_cifar_batch(member.read()))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -1054,7 +1058,7 @@ class SyntheticDigits(_InMemoryImages):
         if int(n) < 0 or int(size) < 4:
             raise ValueError(f"need n >= 0 and size >= 4, got n={n}, size={size}")
         self.n, self.size, self.rotated, self.seed = int(n), int(size), bool(rotated), int(seed)
-        self.split = None
+        self.split: str | None = None
         templates = _stroke_templates()  # (S, 10, 64, 64)
         g = torch.Generator().manual_seed(self.seed)
         n = self.n
