@@ -50,7 +50,7 @@ the textbook ``G³·K`` score tensor (the official layout) and serves as the ref
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .groups import Group, get_group
-from .positional import GROUP_ENCODINGS, PositionMLP, absolute_positions, group_encoding_size, relative_group_index, transformed_offsets, window_offsets
+from .positional import (
+    GROUP_ENCODINGS,
+    PositionMLP,
+    absolute_positions,
+    group_encoding_size,
+    relative_group_index,
+    transformed_offsets,
+    window_offsets,
+)
 
 __all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood", "neighbour_index"]
 
@@ -496,7 +504,7 @@ class GroupSelfAttention(_SelfAttentionBase):
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, embedding))
         out = []
         for i in range(m):  # one head at a time: (B, 1, N, ...) slices
-            args = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
+            args: tuple[Any, ...] = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
             out.append(checkpoint(self._heads, *args, use_reentrant=False) if grad else self._heads(*args))
         return torch.cat(out, dim=3).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
 

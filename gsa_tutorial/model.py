@@ -34,7 +34,6 @@ from torch import nn
 
 from .attention import LiftingSelfAttention
 from .groups import get_group
-from .positional import GROUP_ENCODINGS
 from .layers import (
     ACTIVATIONS,
     NORMS,
@@ -44,6 +43,7 @@ from .layers import (
     make_activation,
     make_norm,
 )
+from .positional import GROUP_ENCODINGS
 
 __all__ = ["GSANetConfig", "GSANet", "PRESETS", "PAPER_PARAMETERS", "preset", "count_parameters"]
 
