@@ -456,7 +456,7 @@ class GroupSelfAttention(_SelfAttentionBase):
         return torch.einsum("bmhtnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
     # ---- the fast path ------------------------------------------------------------------------
-    #: Score tensors larger than this many numbers are computed in pieces: one head at a time
+    #: Score tensors larger than this many numbers are computed in pieces, one head at a time
     #: (recomputed in the backward pass instead of stored when gradients are needed) and, for the
     #: tables that depend on ``h``, a few output elements at a time. Below it everything is one
     #: batched pass, which is fastest for small maps (e.g. the CPU presets).
