@@ -63,7 +63,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import io
 import json
 import math
 import os
@@ -74,8 +73,9 @@ import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the package is used in place, never installed over the device's torch
@@ -494,7 +494,7 @@ def phase_training(run: Run) -> None:
     run.result["training"] = entry
     try:
         data, info = load_split(_data_dir(args))
-    except Exception as error:  # noqa: BLE001 -- recorded: a missing data folder must not lose the other phases
+    except Exception as error:
         entry["error"] = f"{type(error).__name__}: {error}"
         run.failures.append("training")
         run.log(f"training: no data: {entry['error']}")
@@ -519,7 +519,7 @@ def phase_training(run: Run) -> None:
             entry["runs"].append(outcome)
             trained.append(group)
             _write_tar(run, trained)
-        except Exception as error:  # noqa: BLE001 -- recorded per group
+        except Exception as error:
             entry["runs"].append({"group": group, "error": f"{type(error).__name__}: {str(error)[:500]}"})
             run.failures.append(f"training-{group}")
             run.log(f"train {group}: failed: {type(error).__name__}: {error}")
@@ -666,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             phase(run)
-        except Exception as error:  # noqa: BLE001 -- one broken phase must not lose the others
+        except Exception as error:
             run.result[name] = {**(run.result.get(name) or {}), "error": f"{type(error).__name__}: {str(error)[:500]}"}
             run.failures.append(name)
             run.log(f"{name}: failed: {type(error).__name__}: {error}")

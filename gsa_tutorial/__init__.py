@@ -6,13 +6,13 @@ group self-attention, GSA-Nets, data sets and training. Importing it is light: m
 only imported by :mod:`gsa_tutorial.plotting`.
 """
 
-from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup, get_group
 from .actions import act_on_coordinates, act_on_image, act_on_lifted, pixel_coordinates
 from .attention import GroupSelfAttention, LiftingSelfAttention, RelativeSelfAttention
-from .testing import assert_equivariant, equivariance_error
+from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup, get_group
 from .model import GSANet, GSANetConfig, preset
+from .testing import assert_equivariant, equivariance_error
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # = pyproject.toml's version (tests/test_environment.py)
 
 __all__ = [
     "GROUP_NAMES",

@@ -50,7 +50,7 @@ the textbook ``G³·K`` score tensor (the official layout) and serves as the ref
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .groups import Group, get_group
-from .positional import GROUP_ENCODINGS, PositionMLP, absolute_positions, group_encoding_size, relative_group_index, transformed_offsets, window_offsets
+from .positional import (
+    GROUP_ENCODINGS,
+    PositionMLP,
+    absolute_positions,
+    group_encoding_size,
+    relative_group_index,
+    transformed_offsets,
+    window_offsets,
+)
 
 __all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood", "neighbour_index"]
 
@@ -98,7 +106,7 @@ class _SoftmaxLSE(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad_p: torch.Tensor | None, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor | None, None]:
         (p,) = ctx.saved_tensors
         if grad_p is None:
             return (None if grad_lse is None else p * grad_lse.unsqueeze(ctx.dim)), None
@@ -355,6 +363,8 @@ class GroupSelfAttention(_SelfAttentionBase):
             score tensor, ``|H|³·k²`` per pixel and head: the reference). Same mathematics.
     """
 
+    group_index: torch.Tensor  # buffer (G_h, G_t, G_s), registered in __init__
+
     def __init__(
         self,
         in_channels: int,
@@ -446,7 +456,7 @@ class GroupSelfAttention(_SelfAttentionBase):
         return torch.einsum("bmhtnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
     # ---- the fast path ------------------------------------------------------------------------
-    #: Score tensors larger than this many numbers are computed in pieces: one head at a time
+    #: Score tensors larger than this many numbers are computed in pieces, one head at a time
     #: (recomputed in the backward pass instead of stored when gradients are needed) and, for the
     #: tables that depend on ``h``, a few output elements at a time. Below it everything is one
     #: batched pass, which is fastest for small maps (e.g. the CPU presets).
@@ -494,7 +504,7 @@ class GroupSelfAttention(_SelfAttentionBase):
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, embedding))
         out = []
         for i in range(m):  # one head at a time: (B, 1, N, ...) slices
-            args = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
+            args: tuple[Any, ...] = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
             out.append(checkpoint(self._heads, *args, use_reentrant=False) if grad else self._heads(*args))
         return torch.cat(out, dim=3).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
 

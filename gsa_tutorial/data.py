@@ -6,16 +6,16 @@ trainer's business; :attr:`CIFAR10.mean` and :attr:`CIFAR10.std` are offered as 
 
 Data sets
 ---------
-============================  ==========================================  =====================
-name (:func:`get_dataset`)    class                                       image
-============================  ==========================================  =====================
-``"rotmnist"``                :class:`RotatedMNIST` (Larochelle et al.)   ``(1, 28, 28)``
-``"cifar10"``                 :class:`CIFAR10`                            ``(3, 32, 32)``
-``"pcam"``                    :class:`PCam` (Veeling et al., needs h5py)  ``(3, 96, 96)``
-``"synthetic"``               :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
-``"synthetic-rotated"``       :class:`SyntheticDigits` ``rotated=True``   ``(1, 28, 28)``
-``"mnist-idx-rotated"``       :class:`RotatedMNISTFromIDX` (MNIST IDX)    ``(1, 28, 28)``
-============================  ==========================================  =====================
+==========================  ===========================================  ===============
+name (:func:`get_dataset`)  class                                        image
+==========================  ===========================================  ===============
+``"rotmnist"``              :class:`RotatedMNIST` (Larochelle et al.)    ``(1, 28, 28)``
+``"cifar10"``               :class:`CIFAR10`                             ``(3, 32, 32)``
+``"pcam"``                  :class:`PCam` (Veeling et al., needs h5py)   ``(3, 96, 96)``
+``"synthetic"``             :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
+``"synthetic-rotated"``     :class:`SyntheticDigits` ``rotated=True``    ``(1, 28, 28)``
+``"mnist-idx-rotated"``     :class:`RotatedMNISTFromIDX` (MNIST IDX)     ``(1, 28, 28)``
+==========================  ===========================================  ===============
 
 Files, downloads, caches
 ------------------------
@@ -56,9 +56,10 @@ import struct
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
@@ -379,7 +380,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 # MNIST IDX files (the real MNIST; fallback for rotated MNIST)
 # ---------------------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # 2049: unsigned bytes, 1 dimension
 
@@ -476,6 +477,7 @@ class MNISTIDX(_InMemoryImages):
         item: ``(1, 28, 28)`` float32 in [0, 1], label ``int``.
     """
 
+    #: Where ``download=True`` fetches the files from.
     MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     #: Published md5s of the gzipped files.
     MD5 = {
@@ -649,7 +651,9 @@ class RotatedMNIST(_InMemoryImages):
         item: ``(1, 28, 28)`` float32 in [0, 1], label ``int``.
     """
 
+    #: The archive of Larochelle et al. (2007).
     URL = "http://www.iro.umontreal.ca/~lisa/icml2007data/mnist_rotation_new.zip"
+    #: md5 of :attr:`URL`.
     MD5 = "0f9a947ff3d30e95cd685462cbf3b847"
     FILENAME = "mnist_rotation_new.zip"
     MEMBERS = {
@@ -772,6 +776,7 @@ class CIFAR10(_InMemoryImages):
     CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     #: Per-channel mean and standard deviation of the 50,000 training images (values in [0, 1]).
     mean = (0.4914, 0.4822, 0.4465)
+    #: (see :attr:`mean`)
     std = (0.2470, 0.2435, 0.2616)
 
     def __init__(
@@ -816,7 +821,10 @@ class CIFAR10(_InMemoryImages):
             for name in members:
                 if name not in by_name:
                     raise ValueError(f"{archive} has no member {name!r}; is it the CIFAR-10 *python* tarball?")
-                parts.append(_load_cifar_batch(tar.extractfile(by_name[name]).read()))
+                member = tar.extractfile(by_name[name])
+                if member is None:
+                    raise ValueError(f"{archive}: member {name!r} is not a regular file")
+                parts.append(_load_cifar_batch(member.read()))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -861,6 +869,7 @@ class PCam(Dataset):
 
     URL = "https://zenodo.org/record/2546921/files/{name}"
     SUBDIR = "pcam"
+    #: Number of images per split.
     SIZES = {"train": 262144, "valid": 32768, "test": 32768}
     #: md5 of the gzipped files (as verified by torchvision's PCAM).
     MD5 = {
@@ -1049,7 +1058,7 @@ class SyntheticDigits(_InMemoryImages):
         if int(n) < 0 or int(size) < 4:
             raise ValueError(f"need n >= 0 and size >= 4, got n={n}, size={size}")
         self.n, self.size, self.rotated, self.seed = int(n), int(size), bool(rotated), int(seed)
-        self.split = None
+        self.split: str | None = None
         templates = _stroke_templates()  # (S, 10, 64, 64)
         g = torch.Generator().manual_seed(self.seed)
         n = self.n
@@ -1114,6 +1123,7 @@ class SyntheticDigits(_InMemoryImages):
 # One entry point
 # ---------------------------------------------------------------------------------------
 
+#: The names :func:`get_dataset` accepts (the table at the top of this module).
 DATASET_NAMES = ("rotmnist", "cifar10", "pcam", "synthetic", "synthetic-rotated", "mnist-idx-rotated")
 
 #: Default sizes of the synthetic splits (quick mode).

@@ -34,7 +34,6 @@ from torch import nn
 
 from .attention import LiftingSelfAttention
 from .groups import get_group
-from .positional import GROUP_ENCODINGS
 from .layers import (
     ACTIVATIONS,
     NORMS,
@@ -44,6 +43,7 @@ from .layers import (
     make_activation,
     make_norm,
 )
+from .positional import GROUP_ENCODINGS
 
 __all__ = ["GSANetConfig", "GSANet", "PRESETS", "PAPER_PARAMETERS", "preset", "count_parameters"]
 
@@ -139,6 +139,7 @@ class GSANetConfig:
             positive("dim_head", self.dim_head)
         if self.window is not None and (not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0):
             raise ValueError(f"GSANetConfig.window must be a positive odd integer or None (global), got {self.window!r}")
+        assert isinstance(self.crops, tuple)  # an int was expanded above
         if len(self.crops) != self.num_blocks or any((not isinstance(c, int)) or c < 0 for c in self.crops):
             raise ValueError(
                 f"crops must be one integer >= 0 per block ({self.num_blocks} blocks), got {self.crops!r}"
@@ -215,6 +216,7 @@ class GSANetConfig:
         if 0 in self.pool_after:
             pool("after the lifting layer")
         sizes.append((h, w))
+        assert isinstance(self.crops, tuple)  # __post_init__ made it one
         for i, c in enumerate(self.crops, start=1):
             h, w = h - 2 * c, w - 2 * c
             if h < 1 or w < 1:
@@ -229,7 +231,7 @@ class GSANetConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GSANetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GSANetConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise a clear error."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
@@ -256,6 +258,9 @@ class GSANet(nn.Module):
     Shape:
         ``(B, C_in, H, W)`` -> ``(B, num_classes)`` logits.
     """
+
+    input_mean: torch.Tensor  # buffers (1, C, 1, 1), registered in __init__
+    input_std: torch.Tensor
 
     def __init__(self, config: GSANetConfig) -> None:
         super().__init__()
@@ -297,6 +302,7 @@ class GSANet(nn.Module):
         if 0 in c.pool_after:
             add_pool()
         width = c.channels
+        assert isinstance(c.crops, tuple)  # __post_init__ made it one
         for i, (out, crop) in enumerate(zip(c.widths, c.crops), start=1):
             body.append(
                 TransformerBlock(

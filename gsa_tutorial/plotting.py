@@ -19,6 +19,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from .actions import act_on_coordinates, act_on_image
@@ -800,6 +801,7 @@ def plot_lifted_rotation(
         panel = lambda side, e: axes[side, e]  # noqa: E731
     rname = _tex(group.element_name(r))
     if with_images:
+        assert image is not None and image_moved is not None
         pictures = [_to_numpy_image(image), _to_numpy_image(image_moved)]
         lo, hi = min(p.min() for p in pictures), max(p.max() for p in pictures)
         for side, (pic, label) in enumerate(zip(pictures, ["input f", f"input r·f, r = {rname}"])):
@@ -858,8 +860,8 @@ def plot_query_attention(
     weights = [weights] if isinstance(weights, torch.Tensor) else list(weights)
     rows = len(weights)
     if isinstance(queries, tuple) and len(queries) == 2 and all(isinstance(q, (int, np.integer)) for q in queries):
-        queries = [queries] * rows
-    queries = list(queries)
+        queries = [queries] * rows  # type: ignore[list-item]  # one (row, col) query for every row
+    queries = list(queries)  # type: ignore[arg-type]
     if len(queries) != rows:
         raise ValueError(f"got {rows} weight tensors but {len(queries)} queries")
     if images is not None:
@@ -973,7 +975,7 @@ def plot_element_errors(
     ax0.set_yscale("log")
     ax0.set_ylim(floor / 2, top * 30)
     ax0.set_ylabel(ylabel)
-    handles = [Patch(color=colours(s), label=series) for s, series in enumerate(errors)]
+    handles: list[Artist] = [Patch(color=colours(s), label=series) for s, series in enumerate(errors)]
     if tolerance is not None:
         handles.append(Line2D([], [], color="k", ls="--", lw=1, label=f"tolerance {tolerance:.0e}"))
     fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=8, frameon=False)
@@ -1515,7 +1517,7 @@ def plot_angle_errors(
         angles = [float(a) for a in per_angle]
         ax.plot(angles, list(per_angle.values()), markers[i % len(markers)], label=name, alpha=0.8)
     if exact:
-        for name, per_angle in exact.items():
+        for per_angle in exact.values():
             ax.plot([float(a) for a in per_angle], [max(v, floor) for v in per_angle.values()], "x", color="0.5")
         ax.plot([], [], "x", color="0.5", label="grid-exact angles")
         ax.axhline(np.finfo(np.float64).eps, color="gray", ls="--", lw=1, label="float64 round-off")

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -276,11 +276,12 @@ def peak_memory(fn: Callable[[], Any], *, device: torch.device | str = "cpu") ->
     finally:
         with _quiet_stderr():  # ... and a stop banner
             prof.stop()
+    assert prof.profiler is not None and prof.profiler.kineto_results is not None
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
     events.sort(key=lambda e: e.start_ns())
     running = peak = 0
     for event in events:
-        running += event.nbytes()
+        running += event.nbytes()  # type: ignore[attr-defined]  # memory events have nbytes
         peak = max(peak, running)
     return int(peak)
 
@@ -378,7 +379,7 @@ def measure_layers(
     return result
 
 
-def _set_group_implementation(model: nn.Module, implementation: str) -> int:
+def _set_group_implementation(model: nn.Module, implementation: Literal["factorized", "dense"]) -> int:
     """Switch every :class:`GroupSelfAttention` inside ``model``; returns how many were switched."""
     count = 0
     for module in model.modules():
@@ -508,7 +509,8 @@ def nongrid_equivariance_errors(
                 if group.is_grid_exact(h):
                     continue
                 diff = layer(act_on_image(group, h, blob)) - act_on_lifted(group, h, y)  # (1, C, G, H, W)
-                per_element[f"{math.degrees(group.angle(h)):g}"] = float(diff[..., disk].abs().max() / y.abs().max())
+                degrees = math.degrees(group.angle(h))  # type: ignore[attr-defined]  # C_n, D_n: the groups with such h
+                per_element[f"{degrees:g}"] = float(diff[..., disk].abs().max() / y.abs().max())
         errors[name] = per_element
     return errors
 

@@ -58,9 +58,10 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -231,9 +232,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
     """The bare module inside DDP / DataParallel / torch.compile wrappers."""
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
+            model = cast(nn.Module, model.module)
         elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         else:
             return model
 
@@ -301,7 +302,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple (MT19937)
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -394,7 +395,7 @@ def _loader(dataset: Dataset, batch_size: int, device: torch.device, num_workers
 def _sums(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device, amp: torch.dtype | None, num_workers: int) -> torch.Tensor:
     """``[sum of losses, correct, count]`` over a dataset (float64 on ``device``)."""
     totals = torch.zeros(3, dtype=torch.float64, device=device)
-    if len(dataset) == 0:
+    if len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have __len__
         return totals
     for images, labels in _loader(dataset, batch_size, device, num_workers):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -432,7 +433,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world)) if ctx.active else dataset
+        shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world)) if ctx.active else dataset  # type: ignore[arg-type]  # map-style datasets have __len__
         totals = _sums(model, shard, batch_size, device, dtype, num_workers)
         if ctx.active:
             dist.all_reduce(totals)
@@ -525,7 +526,7 @@ def _write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
-    config = getattr(_unwrap(model), "config", None)
+    config: Any = getattr(_unwrap(model), "config", None)
     return config.to_dict() if hasattr(config, "to_dict") else None
 
 
@@ -580,7 +581,7 @@ def fit(
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ctx.world} processes")
     run_path = Path(run_dir) if run_dir is not None else None
     writer = ctx.main and run_path is not None
-    if writer:
+    if writer and run_path is not None:  # (writer implies a run folder; says so to mypy)
         run_path.mkdir(parents=True, exist_ok=True)
     show = config.progress and ctx.main
     say = config.verbose and ctx.main
@@ -600,7 +601,7 @@ def fit(
         net = nn.parallel.DistributedDataParallel(bare, device_ids=device_ids)
 
     # DistributedSampler even for one process: the same global batches for any world size.
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
+    sampler: DistributedSampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
     train_loader = DataLoader(
         train_set,
         batch_size=config.batch_size // ctx.world,
@@ -696,7 +697,7 @@ def fit(
         if row["valid_acc"] > best["valid_acc"] or (row["valid_acc"] == best["valid_acc"] and row["valid_loss"] < best["valid_loss"]):
             record["best"] = {"epoch": epoch + 1, "valid_acc": row["valid_acc"], "valid_loss": row["valid_loss"]}
             best_state = _model_state(bare)
-            if writer:
+            if writer and run_path is not None:
                 save_checkpoint(
                     {"model": best_state, "epoch": epoch + 1, "model_config": record["model_config"], "train_config": asdict(config)},
                     run_path / BEST,
@@ -711,7 +712,7 @@ def fit(
             gathered: list[Any] = [None] * ctx.world
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
-        if writer:
+        if writer and run_path is not None:
             save_checkpoint(
                 {
                     "model": _model_state(bare),
@@ -749,7 +750,7 @@ def fit(
         if test_set is not None:
             record["test"] = evaluate(bare, test_set, batch_size=eval_bs, device=device, amp=config.amp, num_workers=config.num_workers)
             _log(f"test (best epoch {record['best']['epoch']}): loss {record['test']['loss']:.4f} acc {record['test']['acc']:.4f}", say)
-    if writer:
+    if writer and run_path is not None:
         _write_metrics(run_path, record)
     return record
 
@@ -811,7 +812,7 @@ def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def _limit(dataset: Dataset, n: int | None) -> Dataset:
-    return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
+    return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))  # type: ignore[arg-type]  # map-style datasets have __len__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -911,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         model = GSANet(model_config)
         if ctx.main:
             print(f"{args.preset} / {args.group}: {model.num_parameters():,} parameters; data {name} "
-                  f"(train {len(data['train'])}, valid {len(data['valid'])}, test {len(data['test'])}); run folder {out}")
+                  f"(train {len(data['train'])}, valid {len(data['valid'])}, test {len(data['test'])}); run folder {out}")  # type: ignore[arg-type]  # map-style datasets have __len__
         record = fit(model, data["train"], data["valid"], config, out, test_set=data["test"], resume=args.resume)
         if ctx.main and record["test"] is not None:
             test = record["test"]

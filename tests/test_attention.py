@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from gsa_tutorial import GroupSelfAttention, act_on_image, act_on_lifted, LiftingSelfAttention, RelativeSelfAttention, assert_equivariant, get_group
-from gsa_tutorial.testing import equivariance_error, translation_error
-
 from attention_reference import group_reference, lifting_reference
+
+from gsa_tutorial import (
+    GroupSelfAttention,
+    LiftingSelfAttention,
+    RelativeSelfAttention,
+    act_on_image,
+    act_on_lifted,
+    assert_equivariant,
+    get_group,
+)
+from gsa_tutorial.testing import translation_error
 
 F64 = torch.float64
 

@@ -199,7 +199,7 @@ def test_amp_forward_backward_is_finite(group, amp_dtype):
 
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for attempt in range(24):
+    for _attempt in range(24):
         optimizer.zero_grad(set_to_none=True)
         loss, _ = loss_and_logits()
         scaler.scale(loss).backward()
@@ -273,7 +273,7 @@ def test_torchrun_one_process_nccl_step(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(script)]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("NCCL-RESULT "))
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("NCCL-RESULT "))
     result = json.loads(line.split(" ", 1)[1])
     print(result)
     assert result["backend"] == "nccl" and result["world"] == 1 and result["all_reduce"] == 1.0
@@ -305,7 +305,7 @@ class _FakeCuda:
                 fake.calls.append("record")
                 self.t = fake.clock_ms
 
-            def elapsed_time(self, other: "Event") -> float:
+            def elapsed_time(self, other: Event) -> float:
                 assert fake.calls[-1] == "synchronize", "elapsed_time read before a synchronisation"
                 return other.t - self.t
 

@@ -150,7 +150,7 @@ class FakeResponse:
         size = n if self.fail_after is None else min(n, self.fail_after - self.stream.tell())
         return self.stream.read(size)
 
-    def __enter__(self) -> "FakeResponse":
+    def __enter__(self) -> FakeResponse:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -161,7 +161,7 @@ def serve(monkeypatch: pytest.MonkeyPatch, payload: bytes, **kw: object) -> list
     """Make data.urlopen serve ``payload``; returns the list of requested URLs."""
     calls: list[str] = []
 
-    def fake_urlopen(request, timeout=None):  # noqa: ANN001
+    def fake_urlopen(request, timeout=None):
         calls.append(request.full_url)
         return FakeResponse(payload, **kw)
 
@@ -170,7 +170,7 @@ def serve(monkeypatch: pytest.MonkeyPatch, payload: bytes, **kw: object) -> list
 
 
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_urlopen(request, timeout=None):  # noqa: ANN001
+    def fake_urlopen(request, timeout=None):
         raise URLError("no network in tests")
 
     monkeypatch.setattr(data, "urlopen", fake_urlopen)
@@ -412,7 +412,7 @@ def test_cifar_channel_and_pixel_layout(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_cifar_unpickler_refuses_code() -> None:
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.system, ("echo pwned",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):

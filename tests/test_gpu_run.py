@@ -102,7 +102,7 @@ def test_smoke_training_records_what_the_table_needs(smoke):
     assert data["source"] == "test" and data["seed"] == 0 and set(data["files"]) == {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
     runs = {r["group"]: r for r in training["runs"]}
     assert set(runs) == {"z2", "r4"}
-    for group, r in runs.items():
+    for r in runs.values():
         assert r["epochs_done"] == 2 and r["finished"] and r["stop"]["reason"] == "epochs"
         assert len(r["epoch_s"]) == 2 and r["epoch_s_mean"] > 0 and r["epoch_images_per_s"] > 0
         assert 0 <= r["test_acc"] <= 1 and r["test_n"] == 40

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attention_reference import group_reference
 
 from gsa_tutorial import GroupSelfAttention, assert_equivariant, get_group
 from gsa_tutorial.model import GSANet, preset
 from gsa_tutorial.positional import GROUP_ENCODINGS, group_encoding_size, relative_group_index
 from gsa_tutorial.testing import equivariance_error
-
-from attention_reference import group_reference
 
 F64 = torch.float64
 INVARIANT = [("relative", "all"), ("gevit", "all"), ("pair", "all"), ("relative", "own")]

@@ -23,9 +23,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-REPO_URL: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"][
-    "Repository"
-]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+REPO_URL: str = PROJECT["urls"]["Repository"]
+# The release the Colab install cells pin: tag v<version>, the version set once in pyproject.
+RELEASE_TAG = f"v{PROJECT['version']}"
 GITHUB = "https://github.com/"
 COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 CHECK_OUTPUT_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -39,6 +40,7 @@ HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+|$)(.*)$")
 CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 BIB_ENTRY = re.compile(r"^\s*@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
 URL = re.compile(r"https?://[^\s\"'@]+")  # stops before `@ref` in `git+URL@ref`
+PIP_PIN = re.compile(r"git\+(https://[^\s\"'@]+)@([^\s\"'#]+)")
 COLAB_GUARD = re.compile(r"""^if\s+["']google\.colab["']\s+in\s+sys\.modules\s*:\s*$""")
 
 
@@ -202,6 +204,28 @@ def test_second_cell_installs_the_package_only_in_colab(notebook: Path) -> None:
 
 
 @notebooks
+def test_install_cell_pins_the_release_of_pyproject(notebook: Path) -> None:
+    # Colab must install the release the book was written for, not whatever `main` is that day.
+    source = read(notebook).cells[1].source
+    pins = PIP_PIN.findall(source)
+    assert pins, f"{notebook.name}: cell 2 must install git+{REPO_URL}@{RELEASE_TAG}, found no @ref"
+    refs = {ref for _, ref in pins}
+    assert refs == {RELEASE_TAG}, (
+        f"{notebook.name}: cell 2 installs {sorted(refs)}, but pyproject's version is "
+        f"{PROJECT['version']!r}: pin @{RELEASE_TAG} (bump the version in pyproject.toml, then here)"
+    )
+
+
+@notebooks
+def test_install_cell_keeps_colabs_torch_and_widgets(notebook: Path) -> None:
+    # No extras and no upgrade flags: Colab's CUDA torch and its ipywidgets 7 stay installed.
+    source = read(notebook).cells[1].source
+    installs = [line for line in source.splitlines() if "pip install" in line]
+    bad = [line for line in installs if re.search(r"(--upgrade|\s-U\b|--force-reinstall|\btorch\b|ipywidgets|\[)", line)]
+    assert not bad, f"{notebook.name}: the Colab install must not upgrade or add packages: {bad}"
+
+
+@notebooks
 def test_notebook_starts_with_a_single_title(notebook: Path) -> None:
     found = headings(markdown_sources(notebook))
     assert found, f"{notebook.name}: no markdown heading; start with `# Title`"
@@ -268,3 +292,64 @@ def test_book_config_points_at_the_pyproject_repository() -> None:
         f"book/_config.yml repository.url {config['repository']['url']!r} != "
         f"pyproject Repository {REPO_URL!r}"
     )
+
+
+# ---------------------------------------------------------------- the API reference (book/api)
+
+PACKAGE = ROOT / "gsa_tutorial"
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_"))
+
+
+def documented_attributes(path: Path) -> set[str]:
+    """Module-level names with a `#:` comment above them or a string right after (as autodoc reads them)."""
+    import ast
+
+    source = path.read_text()
+    lines = source.splitlines()
+    body = ast.parse(source).body
+    found = set()
+    for i, stmt in enumerate(body):
+        if not isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            continue
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        above = lines[stmt.lineno - 2].strip() if stmt.lineno >= 2 else ""
+        after = body[i + 1] if i + 1 < len(body) else None
+        string_after = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+        if above.startswith("#:") or string_after:
+            found |= names
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_has_an_api_page_in_the_toc(module: str) -> None:
+    page = BOOK / "api" / f"{module}.md"
+    assert page.is_file(), f"gsa_tutorial/{module}.py has no API page: add book/api/{module}.md"
+    assert f".. automodule:: gsa_tutorial.{module}\n   :members:" in page.read_text(), (
+        f"book/api/{module}.md must document the module with `.. automodule:: gsa_tutorial.{module}` and `:members:`"
+    )
+    assert f"api/{module}" in toc_files(toc()), f"book/_toc.yml does not list api/{module}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_public_name_has_a_docstring(module: str) -> None:
+    # autodoc shows the names of __all__ that have a docstring (or a `#:` comment for data):
+    # an undocumented public name would be missing from the API reference.
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"gsa_tutorial.{module}")
+    assert mod.__doc__ and mod.__doc__.strip(), f"gsa_tutorial.{module} has no module docstring"
+    names = getattr(mod, "__all__", None)
+    assert names, f"gsa_tutorial.{module} must list its public names in __all__"
+    attribute_docs = documented_attributes(PACKAGE / f"{module}.py")
+    undocumented = []
+    for name in names:
+        obj = getattr(mod, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            own = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+            if not (own or "").strip():
+                undocumented.append(name)
+        elif name not in attribute_docs:
+            undocumented.append(name)
+    assert not undocumented, f"gsa_tutorial.{module}: public names without a docstring (or `#:` comment): {undocumented}"

@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-from gsa_tutorial import plotting  # noqa: E402
-from gsa_tutorial.images import sample_image  # noqa: E402
+from gsa_tutorial import plotting
+from gsa_tutorial.images import sample_image
 
 
 @pytest.fixture(autouse=True)
