@@ -918,7 +918,7 @@ def plot_element_errors(
     """Equivariance error per group element, one panel per group, one bar per series (chapters 5, 6).
 
     Unlike :func:`plot_errors` (one group of bars per layer variant), this draws every element
-    of several groups, e.g. the official against the equivariant encoding of the group layer
+    of several groups, e.g. the official table against the ``"relative"`` encoding of the group layer
     for all elements of R4, the grid-exact elements of R8 and all of M4, on a shared log axis.
 
     Args:
