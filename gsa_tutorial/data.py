@@ -15,6 +15,8 @@ name (:func:`get_dataset`)  class                                        image
 ``"synthetic"``             :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
 ``"synthetic-rotated"``     :class:`SyntheticDigits` ``rotated=True``    ``(1, 28, 28)``
 ``"mnist-idx-rotated"``     :class:`RotatedMNISTFromIDX` (MNIST IDX)     ``(1, 28, 28)``
+``"mnist-mini"``            :class:`MNISTMini` (shipped, offline)        ``(1, 28, 28)``
+``"mnist-mini-rotated"``    :class:`MNISTMini` ``rotated=True``          ``(1, 28, 28)``
 ==========================  ===========================================  ===============
 
 Files, downloads, caches
@@ -89,6 +91,8 @@ __all__ = [
     "CIFAR10",
     "PCam",
     "SyntheticDigits",
+    "MNISTMini",
+    "MNIST_MINI_SIZES",
     "get_dataset",
     "dataset_info",
     "SYNTHETIC_FONTS",
@@ -1120,11 +1124,101 @@ class SyntheticDigits(_InMemoryImages):
 
 
 # ---------------------------------------------------------------------------------------
+# Real digits shipped with the package (MNIST subset, offline)
+# ---------------------------------------------------------------------------------------
+
+#: The split of the shipped digits: the file holds them in this order, train then valid then test.
+MNIST_MINI_SIZES = {"train": 2500, "valid": 500, "test": 1000}
+#: sha256 of ``gsa_tutorial/assets/mnist_mini.npz`` as built by ``tools/build_mnist_subset.py``.
+MNIST_MINI_SHA256 = "3cf9c7dbd65fab271f6f5518f2d01cc8bc005558fc18d0eb646cbf617a67b62e"
+_MNIST_MINI_FILE = "mnist_mini.npz"
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_mini_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The shipped digits, checked against :data:`MNIST_MINI_SHA256` (read once per process)."""
+    from importlib.resources import files
+
+    raw = (files("gsa_tutorial") / "assets" / _MNIST_MINI_FILE).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_MINI_SHA256:
+        raise ChecksumError(
+            f"gsa_tutorial/assets/{_MNIST_MINI_FILE} has sha256 {digest}, expected {MNIST_MINI_SHA256}: "
+            "the installed package is damaged, or the file was rebuilt without updating MNIST_MINI_SHA256 "
+            "(python tools/build_mnist_subset.py prints the new sum)"
+        )
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        images = torch.from_numpy(z["images"].copy())  # (4000, 28, 28) uint8, upright
+        labels = torch.from_numpy(z["labels"].astype(np.int64))  # (4000,)
+        source = torch.from_numpy(z["source_index"].astype(np.int64))  # (4000,) index in t10k
+    return images, labels, source
+
+
+class MNISTMini(_InMemoryImages):
+    """4,000 real handwritten MNIST digits that ship inside the package: quick mode, offline.
+
+    The digits are 4,000 of the 10,000 digits of the MNIST *test* set (LeCun, Cortes & Burges;
+    licence CC BY-SA 3.0, see ``gsa_tutorial/assets/MNIST_MINI_README.md``), drawn without
+    replacement by ``tools/build_mnist_subset.py`` (seeded, after checking the IDX files'
+    published md5). The split is fixed by the file: the first 2,500 are ``"train"``, the next
+    500 ``"valid"``, the last 1,000 ``"test"`` (:data:`MNIST_MINI_SIZES`), so the splits never
+    share a digit.
+
+    With ``rotated=True`` each digit is turned about its centre by its own angle, uniform in
+    ``[0, 2π)`` and drawn by a generator seeded with ``seed`` (one draw for all 4,000 digits,
+    so a digit keeps its angle whatever the split), bilinearly (:func:`rotate_images`), then
+    stored as uint8: the protocol of rotated MNIST (Larochelle et al. 2007), on these digits.
+    These are *not* the Larochelle benchmark files (:class:`RotatedMNIST`); they are rotated
+    MNIST test digits, small enough for a CPU.
+
+    The two protocols of chapter 8: train on ``MNISTMini("train")`` (upright) and test on
+    ``MNISTMini("test", rotated=True)``; or train and test on ``rotated=True``.
+
+    Args:
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        rotated: rotate the digits (the same ``seed`` gives the same angles).
+        seed: seed of the rotation angles (ignored when ``rotated=False``).
+
+    Attributes:
+        angles: ``(N,)`` float64, each digit's rotation in radians (zeros when upright).
+        source_indices: ``(N,)`` int64, each digit's index in ``t10k-images-idx3-ubyte``.
+
+    Shape:
+        item: ``(1, 28, 28)`` float32 in [0, 1], label ``int``.
+    """
+
+    def __init__(self, split: str = "train", *, rotated: bool = False, seed: int = 0) -> None:
+        self.split = _check_split(split)
+        self.rotated, self.seed = bool(rotated), int(seed)
+        images, labels, source = _mnist_mini_arrays()
+        start = sum(MNIST_MINI_SIZES[s] for s in SPLITS[: SPLITS.index(split)])
+        stop = start + MNIST_MINI_SIZES[split]
+        g = torch.Generator().manual_seed(self.seed)
+        angles = torch.rand(images.shape[0], generator=g, dtype=torch.float64) * (2 * math.pi)  # (4000,)
+        self.labels = labels[start:stop]
+        self.source_indices = source[start:stop]
+        upright = images[start:stop, None]  # (N, 1, 28, 28) uint8
+        if self.rotated:
+            self.angles = angles[start:stop]
+            turned = rotate_images(upright.to(torch.float32) / 255.0, self.angles)  # (N, 1, 28, 28)
+            self.images = torch.from_numpy(_to_uint8(turned.numpy()))
+        else:
+            self.angles = torch.zeros(stop - start, dtype=torch.float64)
+            self.images = upright.clone()
+
+    def __repr__(self) -> str:
+        return f"MNISTMini(split={self.split!r}, n={len(self)}, rotated={self.rotated}, seed={self.seed})"
+
+
+# ---------------------------------------------------------------------------------------
 # One entry point
 # ---------------------------------------------------------------------------------------
 
 #: The names :func:`get_dataset` accepts (the table at the top of this module).
-DATASET_NAMES = ("rotmnist", "cifar10", "pcam", "synthetic", "synthetic-rotated", "mnist-idx-rotated")
+DATASET_NAMES = (
+    "rotmnist", "cifar10", "pcam", "synthetic", "synthetic-rotated", "mnist-idx-rotated", "mnist-mini",
+    "mnist-mini-rotated",
+)
 
 #: Default sizes of the synthetic splits (quick mode).
 SYNTHETIC_SIZES = {"train": 2000, "valid": 500, "test": 1000}
@@ -1146,6 +1240,8 @@ _INFO = {
     "synthetic": DatasetInfo(1, 28, 10),
     "synthetic-rotated": DatasetInfo(1, 28, 10),
     "mnist-idx-rotated": DatasetInfo(1, 28, 10),
+    "mnist-mini": DatasetInfo(1, 28, 10),
+    "mnist-mini-rotated": DatasetInfo(1, 28, 10),
 }
 
 
@@ -1173,7 +1269,8 @@ def get_dataset(
         **kw: passed to the class, e.g. ``valid_size`` (CIFAR-10), ``transpose`` (rotmnist),
             ``n``/``seed``/``size`` (synthetic: the seed is mixed with the split, so the
             splits never share digits; ``n`` defaults to :data:`SYNTHETIC_SIZES`),
-            ``source``/``sizes``/``seed`` (mnist-idx-rotated).
+            ``source``/``sizes``/``seed`` (mnist-idx-rotated), ``seed`` (mnist-mini-rotated: the
+            angles).
 
     Raises:
         ValueError: an unknown name (the message lists the names) or split.
@@ -1190,6 +1287,8 @@ def get_dataset(
     if name == "mnist-idx-rotated":
         folder = Path(root).expanduser() / "mnist" if root is not None else None
         return RotatedMNISTFromIDX(folder, split=split, download=download, **kw)
+    if name in ("mnist-mini", "mnist-mini-rotated"):  # shipped real digits: root and download are not needed
+        return MNISTMini(split, rotated=(name == "mnist-mini-rotated"), **kw)
     # synthetic digits: a distinct stream per split
     seed = int(kw.pop("seed", 0)) * 1_000_003 + SPLITS.index(split)
     n = kw.pop("n", SYNTHETIC_SIZES[split])
