@@ -43,6 +43,7 @@ __all__ = [
     "load_pretrained",
     "state_dict_sha256",
     "build_record",
+    "accuracy_by_angle",
 ]
 
 MANIFEST = "manifest.json"
@@ -253,3 +254,48 @@ def _replace(config, **changes):
     from dataclasses import replace
 
     return replace(config, **changes)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a rotated test set by angle (chapter 8)
+# ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def accuracy_by_angle(model: nn.Module, dataset, *, bins: int = 12, batch_size: int = 250) -> dict[str, Any]:
+    """Test accuracy overall and per bin of the digits' own rotation angles (rotated-MNIST protocol).
+
+    Unlike :func:`gsa_tutorial.train.accuracy_vs_angle`, which rotates every test image by each
+    angle, this reads a test set whose digits are each rotated once (``dataset.angles``, e.g.
+    ``MNISTMini("test", rotated=True)``) and groups them by that angle.
+
+    Args:
+        model: maps ``(B, 1, H, W)`` to logits.
+        dataset: has ``tensors()`` and ``angles`` (radians in ``[0, 2π)``).
+        bins: number of equal angle bins over ``[0, 2π)``.
+
+    Returns:
+        ``{"accuracy": overall, "angles": bin centres (radians), "bin_accuracy": per bin,
+        "bin_count": digits per bin, "correct": (N,) bool tensor}``.
+    """
+    images, labels = dataset.tensors()  # (N, 1, H, W), (N,)
+    angles = torch.as_tensor(dataset.angles, dtype=torch.float64)  # (N,)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(iter(model.parameters())).device
+        pred = torch.cat([model(images[lo : lo + batch_size].to(device)).argmax(dim=1).cpu()
+                          for lo in range(0, images.shape[0], batch_size)])  # (N,)
+    finally:
+        model.train(was_training)
+    correct = pred == labels
+    which = torch.clamp((angles / (2 * torch.pi) * bins).long(), 0, bins - 1)  # (N,) bin index
+    count = torch.bincount(which, minlength=bins)
+    hits = torch.bincount(which, weights=correct.double(), minlength=bins)
+    return {
+        "accuracy": float(correct.double().mean()),
+        "angles": [(b + 0.5) * 2 * torch.pi / bins for b in range(bins)],
+        "bin_accuracy": (hits / count.clamp(min=1)).tolist(),
+        "bin_count": count.tolist(),
+        "correct": correct,
+    }

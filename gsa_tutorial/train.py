@@ -789,7 +789,7 @@ def train_or_load(
 # Command line
 # ---------------------------------------------------------------------------------------
 
-_DEFAULT_DATASET = {"rotmnist": "rotmnist", "cifar10": "cifar10", "pcam": "pcam", "small": "synthetic-rotated"}
+_DEFAULT_DATASET = {"rotmnist": "rotmnist", "cifar10": "cifar10", "pcam": "pcam", "small": "mnist-mini-rotated"}
 
 
 def _parse_value(text: str) -> Any:
@@ -822,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", default="small", help="model preset: rotmnist, cifar10, pcam or small (default)")
     p.add_argument("--group", default="r4", help="z2, r4, r8, r12, r16, m4 (any rN / mN)")
-    p.add_argument("--dataset", default=None, help="data set name (default: the preset's; small -> synthetic-rotated)")
+    p.add_argument("--dataset", default=None, help="data set name (default: the preset's; small -> mnist-mini-rotated, the shipped real digits; synthetic-rotated: font-rendered)")
     p.add_argument("--data-dir", default=None, help="data folder (default $GSA_DATA_DIR or ~/.cache/gsa_tutorial)")
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument("--out", default=None, help="run folder (default runs/<preset>-<group>-seed<seed>)")
