@@ -265,3 +265,25 @@ def test_retraining_reproduces_a_whole_shipped_record():
     model, entry = build_record(name)
     assert entry["weights_sha256"] == pretrained_info(name)["weights_sha256"]
     assert entry["test"] == pretrained_info(name)["test"]
+
+
+def test_accuracy_by_angle_groups_the_test_digits_by_their_own_angles():
+    from gsa_tutorial.pretrained import accuracy_by_angle
+
+    class AlwaysOne(torch.nn.Module):  # predicts class 1 for every image
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.ones(x.shape[0], dtype=torch.long), 10).float() + 0 * self.w
+
+    dataset = MNISTMini("test", rotated=True)
+    result = accuracy_by_angle(AlwaysOne(), dataset, bins=4, batch_size=300)
+    ones = dataset.labels == 1
+    assert result["accuracy"] == pytest.approx(float(ones.double().mean()))
+    quarter = (dataset.angles // (math.pi / 2)).long()
+    for b in range(4):
+        assert result["bin_count"][b] == int((quarter == b).sum())
+        assert result["bin_accuracy"][b] == pytest.approx(float(ones[quarter == b].double().mean()))
+    assert result["angles"] == pytest.approx([math.pi / 4 + b * math.pi / 2 for b in range(4)])
