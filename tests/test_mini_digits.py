@@ -211,10 +211,10 @@ def test_load_pretrained_gives_the_recorded_weights(name):
     assert state_dict_sha256(model.state_dict()) == pretrained_info(name)["weights_sha256"]
 
 
-def test_load_pretrained_reproduces_the_recorded_validation_accuracy():
+@pytest.mark.parametrize("name", ["upright-z2-seed0", "upright-r4-seed0"])
+def test_load_pretrained_reproduces_the_recorded_validation_accuracy(name):
     from gsa_tutorial.train import evaluate
 
-    name = "upright-z2-seed0"
     info = pretrained_info(name)
     valid = get_dataset(info["spec"]["dataset"], "valid")
     result = evaluate(load_pretrained(name), valid, batch_size=2 * info["train_config"]["batch_size"])
