@@ -41,6 +41,11 @@ __all__ = [
 
 def pixel_coordinates(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Plane coordinates ``(x, y)`` of every pixel, shape ``(H, W, 2)`` (x right, y up, centred)."""
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"pixel_coordinates needs a positive integer {name} (pixels), got {value!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"pixel_coordinates needs a floating dtype such as torch.float64, got {dtype!r}")
     rows = torch.arange(height, dtype=dtype)
     cols = torch.arange(width, dtype=dtype)
     y = (height - 1) / 2 - rows  # (H,)
