@@ -32,6 +32,20 @@ What happens in a run (``run_dir``):
   ``--resume``), the best model is evaluated on the test split all the same, and
   ``record["stop"]`` says why the call stopped (for Colab sessions and time-limited GPUs).
 
+Run safety (nothing silent, no run lost):
+
+* a folder that holds a run is never overwritten unless asked (``overwrite=True``,
+  ``--overwrite``); ``resume`` refuses a checkpoint whose model config, training settings or
+  data differ and lists the fields (only :data:`RESUMABLE_CHANGES` may change; a new
+  ``epochs`` is allowed and stated);
+* a NaN/inf loss stops the run with :class:`NonFiniteLossError`; nothing of the failed epoch
+  is saved, so ``last.pt`` is the last good epoch;
+* checkpoints and metrics are written with :func:`gsa_tutorial._io.atomic_write` (normal
+  permissions under the umask; temporary files of a killed run removed by the next run);
+  a damaged checkpoint gives a :class:`CheckpointError` naming the file and what to do;
+* the CLI checks every flag, the run folder and (with ``--resume``) the checkpoint's
+  settings before loading any data: a problem is an argparse error, exit code 2.
+
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
 ``torch.load(path, weights_only=True)``; state dicts are saved without the ``module.``
 (DDP) / ``_orig_mod.`` (``torch.compile``) prefixes and loaded with ``strict=True`` (the
@@ -520,6 +534,8 @@ def evaluate(
         ``{"loss": float, "acc": float, "n": int}``.
     """
     ctx = _dist_context()
+    if len(dataset) == 0:
+        raise ValueError("evaluate: the dataset is empty (0 images), so there is no loss or accuracy to report")
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)
@@ -567,6 +583,8 @@ def accuracy_vs_angle(
 
     if images.dim() != 4 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"need images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"accuracy_vs_angle needs at least one image, got images of shape {tuple(images.shape)}")
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)
@@ -1068,7 +1086,9 @@ def train_or_load(
     """Load the finished run in ``run_dir`` if there is one, else train (resuming if possible).
 
     Lets a notebook re-run instantly once its model is trained, and pick up a run that was
-    interrupted. The model's weights become the run's best weights.
+    interrupted. The model's weights become the run's best weights. A run made with other
+    settings (model, training or data sizes) is never loaded in place of the one asked for:
+    :class:`ResumeMismatchError` lists the fields; asking for more epochs continues the run.
 
     Returns:
         ``(model, record)`` with ``record`` as returned by :func:`fit`.
@@ -1083,7 +1103,17 @@ def train_or_load(
                 f"cannot read {metrics} ({err}); it is damaged. Delete it to resume from {run_path / LAST}, "
                 "or delete the run folder to train again."
             ) from err
-        if record.get("finished"):
+        differences, _ = resume_differences(
+            record, model_config=_model_config(model), train_config=config,
+            data={"train_size": len(train_set), "valid_size": len(valid_set)},
+        )
+        if differences:
+            raise ResumeMismatchError(
+                f"{run_path} holds a run made with other settings than the ones asked for, in {len(differences)} "
+                "field(s):\n  " + "\n  ".join(differences) + f"\nUse another run_dir for the new settings, or delete "
+                f"{run_path} to train again there."
+            )
+        if record.get("finished") and len(record.get("history", [])) >= config.epochs:
             load_state_dict(model, load_checkpoint(run_path / BEST, require=("model",))["model"])
             if record.get("test") is None and test_set is not None:
                 record["test"] = evaluate(model, test_set, batch_size=config.eval_batch_size or 2 * config.batch_size)

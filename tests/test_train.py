@@ -485,3 +485,24 @@ def test_kill_during_a_checkpoint_save_leaves_nothing_after_a_rerun(tmp_path, si
     record = main(tiny_cli(out, "--resume"))  # the rerun
     assert record["finished"]
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "metrics.json"]
+
+
+def test_train_or_load_never_loads_a_run_made_with_other_settings(tmp_path):
+    args = (digits("train", 8), digits("valid", 4))
+    train_or_load(tiny_net(), *args, quiet(epochs=1, batch_size=4), tmp_path)
+    with pytest.raises(train_module.ResumeMismatchError, match="training lr: checkpoint 0.001, requested 0.5"):
+        train_or_load(tiny_net(), *args, quiet(epochs=1, batch_size=4, lr=0.5), tmp_path)
+    with pytest.raises(train_module.ResumeMismatchError, match="model group: checkpoint 'r4', requested 'm4'"):
+        train_or_load(tiny_net(group="m4"), *args, quiet(epochs=1, batch_size=4), tmp_path)
+    _, record = train_or_load(tiny_net(), *args, quiet(epochs=2, batch_size=4), tmp_path)  # more epochs: continues
+    assert [r["epoch"] for r in record["history"]] == [1, 2]
+
+
+def test_empty_splits_are_refused():
+    data = digits("train", 8)
+    with pytest.raises(ValueError, match="train_set is empty"):
+        fit(tiny_net(), torch.utils.data.Subset(data, []), data, quiet(epochs=1))
+    with pytest.raises(ValueError, match="valid_set is empty .* model selection"):
+        fit(tiny_net(), data, torch.utils.data.Subset(data, []), quiet(epochs=1))
+    with pytest.raises(ValueError, match="evaluate: the dataset is empty"):
+        evaluate(tiny_net(), torch.utils.data.Subset(data, []))
