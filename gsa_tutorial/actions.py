@@ -127,6 +127,11 @@ def act_on_image(group: Group | str, h: int, x: torch.Tensor) -> torch.Tensor:
     """
     group = get_group(group)
     _check_image(x, "image", 4)
+    if not x.is_floating_point() and not group.is_grid_exact(h):
+        raise TypeError(
+            f"element {h} of {group.name} is not a multiple of 90°, so the image is interpolated: pass a floating-point "
+            f"image (e.g. x.float() / 255 for uint8), got dtype {x.dtype}"
+        )
     return _spatial(group, h, x)
 
 
@@ -152,6 +157,11 @@ def act_on_lifted(group: Group | str, h: int, f: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"lifted feature map has a group axis of size {f.shape[2]} (axis 2 of {tuple(f.shape)}), "
             f"but {group.name} has {group.order} elements"
+        )
+    if not f.is_floating_point() and not group.is_grid_exact(h):
+        raise TypeError(
+            f"element {h} of {group.name} is not a multiple of 90°, so the map is interpolated: pass a floating-point "
+            f"tensor, got dtype {f.dtype}"
         )
     perm = group_permutation(group, h).to(f.device)
     return _spatial(group, h, f[:, :, perm])  # (B, C, G, H, W)

@@ -361,6 +361,8 @@ def rotate_images(images: torch.Tensor, angles: torch.Tensor | float) -> torch.T
         theta = theta.expand(B)
     if theta.numel() != B:
         raise ValueError(f"got {theta.numel()} angles for a batch of {B} images")
+    if not bool(torch.isfinite(theta).all()):
+        raise ValueError(f"rotation angles must be finite numbers (radians), got {theta[~torch.isfinite(theta)][:3].tolist()}")
     coords = pixel_coordinates(H, W, dtype=torch.float64)  # (H, W, 2) plane points p
     x, y = coords[..., 0], coords[..., 1]  # (H, W)
     cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]  # (B, 1, 1)

@@ -229,6 +229,11 @@ def translation_error(fn: Fn, x: torch.Tensor, shift: tuple[int, int], *, margin
     Shape:
         x ``(B, C, H, W)``; ``fn(x)`` ``(B, ..., H, W)``.
     """
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"translation_error: margin must be an integer >= 0 (the window radius), got {margin!r}")
+    if len(shift) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shift) or tuple(shift) == (0, 0):
+        raise ValueError(f"translation_error: shift must be two integers (dy, dx), not both 0, got {shift!r}")
+    _check_x(x, "translation_error")
     dy, dx = shift
     fn = _prepare(fn, x)
     with torch.no_grad():

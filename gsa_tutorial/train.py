@@ -585,6 +585,8 @@ def accuracy_vs_angle(
         raise ValueError(f"need images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     if images.shape[0] == 0:
         raise ValueError(f"accuracy_vs_angle needs at least one image, got images of shape {tuple(images.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"accuracy_vs_angle needs integer class labels, got dtype {labels.dtype}")
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)

@@ -24,7 +24,7 @@ from gsa_tutorial import train as train_module
 from gsa_tutorial.actions import act_on_image, act_on_lifted, pixel_coordinates
 from gsa_tutorial.attention import GroupSelfAttention, LiftingSelfAttention
 from gsa_tutorial.groups import CyclicGroup, DihedralGroup, get_group
-from gsa_tutorial.images import sample_image
+from gsa_tutorial.images import disk_mask, gaussian_image, sample_image
 from gsa_tutorial.layers import (
     ChannelLayerNorm,
     Crop,
@@ -38,7 +38,7 @@ from gsa_tutorial.layers import (
 )
 from gsa_tutorial.model import GSANet, GSANetConfig, preset
 from gsa_tutorial.profiling import is_out_of_memory
-from gsa_tutorial.testing import assert_equivariant, equivariance_error
+from gsa_tutorial.testing import assert_equivariant, equivariance_error, translation_error
 from gsa_tutorial.train import TrainConfig, load_checkpoint, main
 
 TINY = dict(group="r4", channels=4, num_blocks=1, heads=2, dim_head=2, window=3, pos_hidden=4, input_pool=1, pool_after=(), norm="layer")
@@ -145,6 +145,15 @@ LAYER_CASES: list[tuple[str, Callable[[], Any], type[BaseException], list[str]]]
     ("pixel-coordinates-negative", lambda: pixel_coordinates(-1, 3), ValueError, ["positive integer height", "-1"]),
     ("pixel-coordinates-int-dtype", lambda: pixel_coordinates(3, 3, dtype=torch.int64), TypeError, ["floating dtype", "torch.int64"]),
     ("sample-image-small", lambda: sample_image(4), ValueError, [">= 8", "4"]),
+    ("act-int-image-non-grid", lambda: act_on_image("r8", 1, img(1, 1, 5, 5, dtype=torch.int64)), TypeError, ["floating-point", "torch.int64"]),
+    ("act-int-lifted-non-grid", lambda: act_on_lifted("r8", 1, img(1, 1, 8, 5, 5, dtype=torch.uint8)), TypeError, ["floating-point", "torch.uint8"]),
+    ("rotate-nan-angle", lambda: data.rotate_images(img(1, 1, 5, 5), float("nan")), ValueError, ["finite numbers", "nan"]),
+    ("gaussian-sigma-nan", lambda: gaussian_image(9, sigma=(float("nan"), 1.0)), ValueError, ["finite positive", "nan"]),
+    ("disk-radius-negative", lambda: disk_mask(5, radius=-1), ValueError, ["finite number > 0", "-1"]),
+    ("translation-margin-negative", lambda: translation_error(identity_fn, img(1, 1, 9, 9), (1, 1), margin=-1), ValueError, ["integer >= 0", "-1"]),
+    ("translation-zero-shift", lambda: translation_error(identity_fn, img(1, 1, 9, 9), (0, 0), margin=1), ValueError, ["not both 0", "(0, 0)"]),
+    ("angle-curve-float-labels", lambda: train_module.accuracy_vs_angle(net(), img(2, 1, 8, 8), torch.tensor([0.0, 1.0]), [0.0]), TypeError, ["integer class labels", "torch.float32"]),
+    ("angle-curve-no-images", lambda: train_module.accuracy_vs_angle(net(), img(0, 1, 8, 8), torch.zeros(0, dtype=torch.long), [0.0]), ValueError, ["at least one image", "(0, 1, 8, 8)"]),
 ]
 
 # ---- the equivariance checker ---------------------------------------------------------------
