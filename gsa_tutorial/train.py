@@ -698,7 +698,14 @@ def check_run_folder(run_dir: str | os.PathLike, *, resume: bool, overwrite: boo
         raise RunFolderError(f"cannot write to {existing} (read-only or not yours), so the run folder {run_path} cannot be written; choose {out_word}")
     if resume and overwrite:
         raise RunFolderError(f"{resume_word} and {overwrite_word} contradict each other: continue the run in {run_path}, or replace it, not both")
-    if resume or overwrite or not run_path.is_dir():
+    if overwrite or not run_path.is_dir():
+        return
+    if resume:
+        if not (run_path / LAST).exists() and any((run_path / name).exists() for name in (BEST, METRICS_JSON)):
+            raise RunFolderError(
+                f"nothing to resume: {run_path} has no {LAST} but holds {_describe_run(run_path)}; starting afresh "
+                f"would replace it. Pass {overwrite_word} to train again there, or choose {out_word}."
+            )
         return
     if any((run_path / name).exists() for name in (LAST, BEST, METRICS_JSON)):
         raise RunFolderError(

@@ -506,3 +506,13 @@ def test_empty_splits_are_refused():
         fit(tiny_net(), data, torch.utils.data.Subset(data, []), quiet(epochs=1))
     with pytest.raises(ValueError, match="evaluate: the dataset is empty"):
         evaluate(tiny_net(), torch.utils.data.Subset(data, []))
+
+
+def test_resume_without_last_pt_does_not_silently_start_afresh(tmp_path, capsys):
+    main(tiny_cli(tmp_path))
+    (tmp_path / "last.pt").unlink()
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path, "--resume"))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "no last.pt" in err and "--overwrite" in err
