@@ -212,8 +212,10 @@ def validate_train_config(config: TrainConfig) -> None:
         check_int("eval_batch_size", c.eval_batch_size, owner=who)
     if c.max_epochs_this_run is not None:
         check_int("max_epochs_this_run", c.max_epochs_this_run, owner=who)
-    if c.max_minutes is not None:
-        check_float("max_minutes", c.max_minutes, low=0.0, low_open=True, owner=who)
+    if c.max_minutes is not None and not (
+        isinstance(c.max_minutes, (int, float)) and not isinstance(c.max_minutes, bool) and c.max_minutes > 0 and math.isfinite(c.max_minutes)
+    ):
+        raise ValueError(f"max_minutes must be a positive number of minutes or None, got {c.max_minutes!r}")
     if c.optimizer not in ("adam", "adamw", "sgd"):
         raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {c.optimizer!r}")
     if c.schedule not in ("warmup_cosine", "constant"):
