@@ -27,9 +27,9 @@ __all__ = ["check_input", "check_int", "check_float"]
 def _reference(module: nn.Module) -> torch.Tensor | None:
     for t in module.parameters():
         return t
-    for t in module.buffers():
-        if t.is_floating_point():
-            return t
+    for b in module.buffers():
+        if b.is_floating_point():
+            return b
     return None
 
 

@@ -312,7 +312,7 @@ def _cached(
             if check is not None:
                 check(images, labels, f"cache {cache}")
             return images, labels
-        except Exception as err:  # noqa: BLE001 - any unreadable or wrong cache is rebuilt
+        except Exception as err:
             warnings.warn(f"the cache {cache} is damaged or out of date ({type(err).__name__}: {err}); rebuilding it from the source", stacklevel=3)
     images, labels = parse()
     if check is not None:

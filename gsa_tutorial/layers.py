@@ -124,14 +124,16 @@ class _BatchNorm(nn.Module):
             return norm(flat).reshape(x.shape)  # eval mode, or SyncBatchNorm (torchrun on CUDA)
         # nn.BatchNorm1d's training step, on copies of the running statistics (autograd keeps
         # them for the backward pass, so the buffers themselves must not be what it updates).
-        norm.num_batches_tracked.add_(1)
-        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-        mean, var = norm.running_mean.clone(), norm.running_var.clone()
+        running_mean, running_var, tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
+        assert running_mean is not None and running_var is not None and tracked is not None  # track_running_stats
+        tracked.add_(1)
+        factor = 1.0 / float(tracked) if norm.momentum is None else norm.momentum
+        mean, var = running_mean.clone(), running_var.clone()
         out = F.batch_norm(flat, mean, var, norm.weight, norm.bias, True, factor, norm.eps)
         with torch.no_grad():
             ok = torch.isfinite(mean) & torch.isfinite(var)
-            norm.running_mean.copy_(torch.where(ok, mean, norm.running_mean))
-            norm.running_var.copy_(torch.where(ok, var, norm.running_var))
+            running_mean.copy_(torch.where(ok, mean, running_mean))
+            running_var.copy_(torch.where(ok, var, running_var))
         return out.reshape(x.shape)  # (B, C, G*H*W) -> (B, C, G, H, W)
 
 

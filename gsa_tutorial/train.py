@@ -536,7 +536,7 @@ def evaluate(
         ``{"loss": float, "acc": float, "n": int}``.
     """
     ctx = _dist_context()
-    if len(dataset) == 0:
+    if len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have __len__
         raise ValueError("evaluate: the dataset is empty (0 images), so there is no loss or accuracy to report")
     if device is None:
         device = next(iter(model.parameters())).device
@@ -842,7 +842,7 @@ def fit(
     if config.batch_size % ctx.world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ctx.world} processes")
     for split, dataset in (("train_set", train_set), ("valid_set", valid_set), ("test_set", test_set)):
-        if dataset is not None and len(dataset) == 0:
+        if dataset is not None and len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have __len__
             why = {"train_set": "nothing would be learned", "valid_set": "model selection needs validation images",
                    "test_set": "a test accuracy of 0 images means nothing (pass test_set=None to skip the test)"}[split]
             raise ValueError(f"{split} is empty (0 images): {why}")
@@ -856,7 +856,7 @@ def fit(
             remove_stale_temporaries(run_path / name)
     show = config.progress and ctx.main
     say = config.verbose and ctx.main
-    data_record = {"train_size": len(train_set), "valid_size": len(valid_set), **(data_spec or {})}
+    data_record = {"train_size": len(train_set), "valid_size": len(valid_set), **(data_spec or {})}  # type: ignore[arg-type]  # map-style datasets have __len__
 
     bare = _unwrap(model).to(device)
     ckpt = None
@@ -1116,7 +1116,7 @@ def train_or_load(
             ) from err
         differences, _ = resume_differences(
             record, model_config=_model_config(model), train_config=config,
-            data={"train_size": len(train_set), "valid_size": len(valid_set)},
+            data={"train_size": len(train_set), "valid_size": len(valid_set)},  # type: ignore[arg-type]  # map-style datasets have __len__
         )
         if differences:
             raise ResumeMismatchError(

@@ -8,12 +8,10 @@ from argparse (exit code 2) before any data is loaded or any model trained.
 
 from __future__ import annotations
 
-import gzip
-import json
 import struct
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
