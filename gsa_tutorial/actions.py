@@ -41,6 +41,11 @@ __all__ = [
 
 def pixel_coordinates(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Plane coordinates ``(x, y)`` of every pixel, shape ``(H, W, 2)`` (x right, y up, centred)."""
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"pixel_coordinates needs a positive integer {name} (pixels), got {value!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"pixel_coordinates needs a floating dtype such as torch.float64, got {dtype!r}")
     rows = torch.arange(height, dtype=dtype)
     cols = torch.arange(width, dtype=dtype)
     y = (height - 1) / 2 - rows  # (H,)
@@ -122,6 +127,11 @@ def act_on_image(group: Group | str, h: int, x: torch.Tensor) -> torch.Tensor:
     """
     group = get_group(group)
     _check_image(x, "image", 4)
+    if not x.is_floating_point() and not group.is_grid_exact(h):
+        raise TypeError(
+            f"element {h} of {group.name} is not a multiple of 90°, so the image is interpolated: pass a floating-point "
+            f"image (e.g. x.float() / 255 for uint8), got dtype {x.dtype}"
+        )
     return _spatial(group, h, x)
 
 
@@ -147,6 +157,11 @@ def act_on_lifted(group: Group | str, h: int, f: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"lifted feature map has a group axis of size {f.shape[2]} (axis 2 of {tuple(f.shape)}), "
             f"but {group.name} has {group.order} elements"
+        )
+    if not f.is_floating_point() and not group.is_grid_exact(h):
+        raise TypeError(
+            f"element {h} of {group.name} is not a multiple of 90°, so the map is interpolated: pass a floating-point "
+            f"tensor, got dtype {f.dtype}"
         )
     perm = group_permutation(group, h).to(f.device)
     return _spatial(group, h, f[:, :, perm])  # (B, C, G, H, W)

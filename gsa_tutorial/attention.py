@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ._checks import check_input, check_int
 from .groups import Group, get_group
 from .positional import (
     GROUP_ENCODINGS,
@@ -169,10 +170,11 @@ class _SelfAttentionBase(nn.Module):
         pos_hidden: int = 32,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if window is not None and (not isinstance(window, int) or window < 1 or window % 2 == 0):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads), ("pos_hidden", pos_hidden)):
+            check_int(name, value, minimum=1, owner=type(self).__name__)
+        if dim_head is not None:
+            check_int("dim_head", dim_head, minimum=1, owner=type(self).__name__)
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0):
             raise ValueError(f"window must be a positive odd integer (k for a k x k neighbourhood) or None (global), got {window!r}")
         self.group = get_group(group)
         self.in_channels = in_channels
@@ -221,10 +223,9 @@ class _SelfAttentionBase(nn.Module):
         return q, k, v
 
     def _check_input(self, x: torch.Tensor, rank: int) -> None:
+        """Rank, channels, group axis, non-empty, and the dtype rule of :mod:`gsa_tutorial._checks`."""
         layout = "(B, C, H, W)" if rank == 4 else "(B, C, |H|, H, W)"
-        if not isinstance(x, torch.Tensor) or x.dim() != rank:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{type(self).__name__} expects input of shape {layout}, got {got}")
+        check_input(self, x, layout=layout, ranks=(rank,))
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels (axis 1), got shape {tuple(x.shape)}")
         if rank == 5 and x.shape[2] != self.group.order:

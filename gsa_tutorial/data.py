@@ -56,7 +56,7 @@ import os
 import pickle
 import struct
 import tarfile
-import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,12 +70,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ._io import atomic_write
 from .actions import pixel_coordinates
 
 __all__ = [
     "DATASET_NAMES",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "check_images_and_labels",
     "ChecksumError",
     "default_data_dir",
     "download_url",
@@ -197,18 +199,18 @@ def download_url(
     path = Path(path)
     if path.exists() and md5 is not None and md5sum(path) == md5.lower():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
     digest = hashlib.md5()
     try:
         from tqdm.auto import tqdm  # imported here: nothing heavy at import of the package
 
-        with os.fdopen(fd, "wb") as out:
+        # atomic_write: a hidden .part file, renamed only when complete and checked; removed on
+        # any error or Ctrl-C/SIGTERM, and (after a SIGKILL) by the next download of this file.
+        with atomic_write(path, "wb", suffix=".part") as out:
             request = Request(url, headers={"User-Agent": "gsa_tutorial (python urllib)"})
             with urlopen(request, timeout=timeout) as response:
                 length = response.headers.get("Content-Length") if response.headers else None
                 total = int(length) if length and str(length).isdigit() else None
+                received = 0
                 with tqdm(
                     total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name,
                     disable=not progress, leave=False,
@@ -217,26 +219,23 @@ def download_url(
                         out.write(chunk)
                         digest.update(chunk)
                         bar.update(len(chunk))
-        got = digest.hexdigest()
-        if md5 is not None and got != md5.lower():
-            raise ChecksumError(
-                f"{what}: md5 mismatch for {url}: expected {md5.lower()}, got {got}. "
-                f"The download was discarded; nothing was written to {path}. Try again, or "
-                "download the file by hand and check it with `md5sum`."
-            )
-        os.replace(tmp, path)
+                        received += len(chunk)
+            if total is not None and received != total:  # a cut connection, even without an md5 to check
+                raise OSError(f"the server announced {total} bytes but the connection ended after {received}")
+            got = digest.hexdigest()
+            if md5 is not None and got != md5.lower():
+                raise ChecksumError(
+                    f"{what}: md5 mismatch for {url}: expected {md5.lower()}, got {got}. "
+                    f"The download was discarded; nothing was written to {path}. Try again, or "
+                    "download the file by hand and check it with `md5sum`."
+                )
     except ChecksumError:
-        tmp.unlink(missing_ok=True)
         raise
     except (URLError, OSError, http.client.HTTPException, ValueError) as err:
-        tmp.unlink(missing_ok=True)
         raise DatasetNotFoundError(
-            f"{what}: downloading {url} failed ({type(err).__name__}: {err}).\n"
+            f"{what}: downloading {url} failed ({type(err).__name__}: {err}); nothing was written to {path}.\n"
             + _manual_hint(what, url, path, md5)
         ) from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -260,41 +259,77 @@ def _ensure_file(
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (no half-written caches)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``torch.save`` through :func:`gsa_tutorial._io.atomic_write` (no half-written caches)."""
+    with atomic_write(path, "wb", suffix=".part") as f:
+        torch.save(obj, f)
 
 
-def _cached(cache: Path, parse: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels from the uint8 cache file, or parsed once and cached atomically."""
+def check_images_and_labels(
+    images: Any,
+    labels: Any,
+    *,
+    source: str,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+) -> None:
+    """Refuse data that would crash or mislead training later: images ``(N, *image_shape)`` uint8
+    and labels ``(N,)`` integers in ``[0, num_classes)``.
+
+    Args:
+        images, labels: the loaded tensors.
+        source: the file(s) they came from, for the message.
+        image_shape: e.g. ``(28, 28)`` or ``(3, 32, 32)``.
+        num_classes: labels must lie in ``0 .. num_classes - 1``.
+
+    Raises:
+        ValueError: naming the file, what was expected and what was found.
+    """
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{source}: expected image and label tensors, got {type(images).__name__} and {type(labels).__name__}")
+    expected = "(N, " + ", ".join(map(str, image_shape)) + ")"
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{source}: expected {images.shape[0] if images.dim() else 'N'} images of shape {expected} uint8, got shape {tuple(images.shape)} {images.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0] or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"{source}: expected {images.shape[0]} integer labels (N,), got shape {tuple(labels.shape)} {labels.dtype}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"{source}: labels must lie in 0..{num_classes - 1} ({num_classes} classes), got labels from "
+            f"{int(labels.min())} to {int(labels.max())}"
+        )
+
+
+def _cached(
+    cache: Path,
+    parse: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    check: Callable[[torch.Tensor, torch.Tensor, str], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels from the uint8 cache file, or parsed once and cached atomically.
+
+    A cache that cannot be read or whose content fails ``check`` (a damaged file, another
+    version) is rebuilt from the source with a warning; data parsed from the source that fail
+    ``check`` raise a :class:`ValueError` naming the source.
+    """
     if cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        return blob["images"], blob["labels"]
+        try:
+            blob = torch.load(cache, weights_only=True)
+            images, labels = blob["images"], blob["labels"]
+            if check is not None:
+                check(images, labels, f"cache {cache}")
+            return images, labels
+        except Exception as err:
+            warnings.warn(f"the cache {cache} is damaged or out of date ({type(err).__name__}: {err}); rebuilding it from the source", stacklevel=3)
     images, labels = parse()
+    if check is not None:
+        check(images, labels, f"data parsed for {cache.name} (from the files in {cache.parent})")
     _atomic_torch_save({"images": images, "labels": labels}, cache)
     return images, labels
 
 
 def _gunzip(src: Path, dst: Path) -> Path:
     """Decompress ``src`` (.gz) to ``dst`` through a temporary file (atomic)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    tmp = Path(tmp_name)
-    try:
-        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            while chunk := fin.read(1 << 22):
-                fout.write(chunk)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with gzip.open(src, "rb") as fin, atomic_write(dst, "wb", suffix=".part") as fout:
+        while chunk := fin.read(1 << 22):
+            fout.write(chunk)
     return dst
 
 
@@ -330,6 +365,8 @@ def rotate_images(images: torch.Tensor, angles: torch.Tensor | float) -> torch.T
         theta = theta.expand(B)
     if theta.numel() != B:
         raise ValueError(f"got {theta.numel()} angles for a batch of {B} images")
+    if not bool(torch.isfinite(theta).all()):
+        raise ValueError(f"rotation angles must be finite numbers (radians), got {theta[~torch.isfinite(theta)][:3].tolist()}")
     coords = pixel_coordinates(H, W, dtype=torch.float64)  # (H, W, 2) plane points p
     x, y = coords[..., 0], coords[..., 1]  # (H, W)
     cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]  # (B, 1, 1)
@@ -498,6 +535,7 @@ class MNISTIDX(_InMemoryImages):
         images_path = self._locate(f"{self.PREFIX[split]}-images-idx3-ubyte", download)
         labels_path = self._locate(f"{self.PREFIX[split]}-labels-idx1-ubyte", download)
         images, labels = load_mnist_idx(images_path, labels_path)
+        check_images_and_labels(images, labels, source=f"{images_path} / {labels_path.name}", image_shape=(28, 28), num_classes=10)
         self.images = images[:, None]  # (N, 1, 28, 28) uint8
         self.labels = labels
 
@@ -700,7 +738,10 @@ class RotatedMNIST(_InMemoryImages):
             images = torch.from_numpy(_to_uint8(pixels).reshape(-1, 28, 28))  # (N, 28, 28), file (row-major) order
             return images, torch.from_numpy(labels)
 
-        return _cached(self.cache_path(part), parse)
+        def check(images: torch.Tensor, labels: torch.Tensor, source: str) -> None:
+            check_images_and_labels(images, labels, source=source, image_shape=(28, 28), num_classes=10)
+
+        return _cached(self.cache_path(part), parse, check)
 
     @staticmethod
     def _parse_member(archive: Path, member: str) -> tuple[np.ndarray, np.ndarray]:
@@ -815,7 +856,10 @@ class CIFAR10(_InMemoryImages):
             images, labels = self._parse(archive, members)
             return torch.from_numpy(images), torch.from_numpy(labels)
 
-        return _cached(self.cache_path(part), parse)
+        def check(images: torch.Tensor, labels: torch.Tensor, source: str) -> None:
+            check_images_and_labels(images, labels, source=source, image_shape=(3, 32, 32), num_classes=10)
+
+        return _cached(self.cache_path(part), parse, check)
 
     @staticmethod
     def _parse(archive: Path, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -163,8 +163,9 @@ class CyclicGroup(Group):
     order: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"C_n needs an integer n >= 1, got {self.n!r}")
+        if not isinstance(self.n, (int, np.integer)) or isinstance(self.n, bool) or self.n < 1:
+            raise ValueError(f"C_n needs an integer n >= 1, got {self.n!r} ({type(self.n).__name__})")
+        object.__setattr__(self, "n", int(self.n))
         object.__setattr__(self, "name", f"r{self.n}")
         object.__setattr__(self, "order", self.n)
 
@@ -197,8 +198,9 @@ class DihedralGroup(Group):
     order: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"D_n needs an integer n >= 1, got {self.n!r}")
+        if not isinstance(self.n, (int, np.integer)) or isinstance(self.n, bool) or self.n < 1:
+            raise ValueError(f"D_n needs an integer n >= 1, got {self.n!r} ({type(self.n).__name__})")
+        object.__setattr__(self, "n", int(self.n))
         object.__setattr__(self, "name", f"m{self.n}")
         object.__setattr__(self, "order", 2 * self.n)
 

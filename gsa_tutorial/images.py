@@ -110,10 +110,18 @@ def gaussian_image(
     Returns:
         A tensor of shape ``(1, 1, size, size)`` with peak value 1 (if the peak is on a pixel).
     """
-    if not isinstance(size, int) or size < 1:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
-    if min(sigma) <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    if (
+        not isinstance(sigma, (tuple, list))
+        or len(sigma) != 2
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in sigma)
+    ):
+        raise ValueError(f"sigma must be two finite positive numbers (sx, sy) in pixels, got {sigma!r}")
+    if not (isinstance(centre, (tuple, list)) and len(centre) == 2 and all(math.isfinite(float(v)) for v in centre)):
+        raise ValueError(f"centre must be two finite numbers (x, y) in pixels, got {centre!r}")
+    if not math.isfinite(float(angle)):
+        raise ValueError(f"angle must be a finite number (radians), got {angle!r}")
     p = pixel_coordinates(size, size, dtype=torch.float64) - torch.tensor(centre, dtype=torch.float64)  # (H, W, 2)
     c, s = math.cos(angle), math.sin(angle)
     local = p @ torch.tensor([[c, -s], [s, c]], dtype=torch.float64)  # (H, W, 2): R_{-angle} p
@@ -131,8 +139,10 @@ def disk_mask(size: int, *, radius: float | None = None, dtype: torch.dtype = to
     Returns:
         A tensor of shape ``(1, 1, size, size)``.
     """
-    if not isinstance(size, int) or size < 1:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, float)) or not math.isfinite(radius) or radius <= 0):
+        raise ValueError(f"radius must be a finite number > 0 (pixels) or None (size / 2), got {radius!r}")
     r = size / 2 if radius is None else float(radius)
     p = pixel_coordinates(size, size, dtype=torch.float64)  # (H, W, 2)
     inside = p.norm(dim=-1) <= r

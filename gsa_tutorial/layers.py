@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_float, check_input, check_int
 from .attention import GroupSelfAttention
 from .groups import Group
 
@@ -73,9 +74,11 @@ class GroupLayerNorm(nn.Module):
 
     def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
         super().__init__()
+        check_int("channels", channels, owner=type(self).__name__)
         self.norm = nn.GroupNorm(1, channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels(self, x, self.norm.num_channels)
         return self.norm(x)
 
 
@@ -90,22 +93,56 @@ class ChannelLayerNorm(nn.Module):
 
     def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
         super().__init__()
+        check_int("channels", channels, owner=type(self).__name__)
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels(self, x, self.norm.normalized_shape[0])
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)  # (B, ..., C) -> (B, C, ...)
 
 
 class _BatchNorm(nn.Module):
-    """BatchNorm per channel with statistics over ``(B, G, H, W)`` (the group axis as if spatial)."""
+    """BatchNorm per channel with statistics over ``(B, G, H, W)`` (the group axis as if spatial).
+
+    A training batch with a non-finite entry (one NaN pixel is enough) gives NaN outputs, as
+    it must, but does *not* update the running statistics: they would stay NaN for good and
+    every later evaluation would be NaN. (The check is a ``torch.where`` on ``C`` numbers, no
+    device synchronisation.)
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        check_int("channels", channels, owner="BatchNorm")
         self.norm = nn.BatchNorm1d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels(self, x, self.norm.num_features, who="BatchNorm")
         B, C = x.shape[:2]
-        return self.norm(x.reshape(B, C, -1)).reshape(x.shape)  # (B, C, G*H*W) -> (B, C, G, H, W)
+        flat = x.reshape(B, C, -1)  # (B, C, G*H*W)
+        norm = self.norm
+        if not (self.training and norm.track_running_stats and type(norm) is nn.BatchNorm1d):
+            return norm(flat).reshape(x.shape)  # eval mode, or SyncBatchNorm (torchrun on CUDA)
+        # nn.BatchNorm1d's training step, on copies of the running statistics (autograd keeps
+        # them for the backward pass, so the buffers themselves must not be what it updates).
+        running_mean, running_var, tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
+        assert running_mean is not None and running_var is not None and tracked is not None  # track_running_stats
+        tracked.add_(1)
+        factor = 1.0 / float(tracked) if norm.momentum is None else norm.momentum
+        mean, var = running_mean.clone(), running_var.clone()
+        out = F.batch_norm(flat, mean, var, norm.weight, norm.bias, True, factor, norm.eps)
+        with torch.no_grad():
+            ok = torch.isfinite(mean) & torch.isfinite(var)
+            running_mean.copy_(torch.where(ok, mean, running_mean))
+            running_var.copy_(torch.where(ok, var, running_var))
+        return out.reshape(x.shape)  # (B, C, G*H*W) -> (B, C, G, H, W)
+
+
+def _check_channels(module: nn.Module, x: torch.Tensor, channels: int, who: str | None = None) -> None:
+    """An image or lifted map ``(B, C, ...)`` with ``C == channels`` (and the dtype rule)."""
+    who = who or type(module).__name__
+    check_input(module, x, layout=f"(B, {channels}, [|H|,] H, W)", ranks=(2, 3, 4, 5), who=who)
+    if x.shape[1] != channels:
+        raise ValueError(f"{who} expects {channels} channels (axis 1), got shape {tuple(x.shape)}")
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -155,9 +192,12 @@ class Pointwise(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True) -> None:
         super().__init__()
+        check_int("in_channels", in_channels, owner="Pointwise")
+        check_int("out_channels", out_channels, owner="Pointwise")
         self.linear = nn.Linear(in_channels, out_channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels(self, x, self.linear.in_features)
         return self.linear(x.movedim(1, -1)).movedim(-1, 1)  # (B, ..., C_in) -> (B, C_out, ...)
 
 
@@ -170,8 +210,9 @@ class PointwiseMLP(nn.Module):
 
     def __init__(self, channels: int, *, hidden: int, norm: str = "layer", activation: str = "relu") -> None:
         super().__init__()
-        if hidden < 1:
-            raise ValueError(f"the MLP needs at least one hidden channel, got hidden={hidden}")
+        check_int("channels", channels, owner="PointwiseMLP")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"the MLP needs at least one hidden channel (an integer >= 1), got hidden={hidden!r}")
         self.net = nn.Sequential(
             Pointwise(channels, hidden),
             make_norm(norm, hidden),
@@ -202,11 +243,12 @@ class Crop(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        if size < 0:
-            raise ValueError(f"crop size must be >= 0, got {size}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"crop size must be an integer >= 0 (pixels per side), got {size!r}")
         self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, layout="(..., H, W)", ranks=tuple(range(2, 9)))
         s = self.size
         if s == 0:
             return x
@@ -239,6 +281,7 @@ class SpatialPool2x2(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, layout="(B, C, [|H|,] H, W)", ranks=(4, 5))
         *lead, H, W = x.shape
         if H % 2 or W % 2:
             raise ValueError(
@@ -274,6 +317,7 @@ class InvariantPooling(nn.Module):
         self.space, self.group = space, group
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, layout="(B, C, |H|, H, W) or an image (B, C, H, W)", ranks=(4, 5))
         if self.space == "max":
             x = x.amax(dim=(-2, -1))
         elif self.space == "sum":
@@ -337,6 +381,17 @@ class TransformerBlock(nn.Module):
         mlp_ratio: float = 0.5,
     ) -> None:
         super().__init__()
+        mlp_ratio = check_float("mlp_ratio", mlp_ratio, low=0.0, low_open=True, owner="TransformerBlock")
+        check_int("out_channels", out_channels, owner="TransformerBlock")
+        if out_channels * mlp_ratio < 0.5:  # would round to no hidden channel at all
+            raise ValueError(
+                f"TransformerBlock.mlp_ratio={mlp_ratio!r} gives {out_channels * mlp_ratio:.3g} hidden MLP channels "
+                f"for {out_channels} channels; use mlp_ratio >= {1 / (2 * out_channels):.3g} (at least one hidden channel)"
+            )
+        hidden = max(int(round(out_channels * mlp_ratio)), 1)
+        dropout = check_float("dropout", dropout, low=0.0, high=1.0, owner="TransformerBlock")
+        if dropout >= 1.0:
+            raise ValueError(f"TransformerBlock.dropout must be in [0, 1), got {dropout!r}")
         self.attention = nn.Sequential(
             make_norm(norm, in_channels),
             make_activation(activation),
@@ -357,10 +412,9 @@ class TransformerBlock(nn.Module):
         )
         self.shortcut = Pointwise(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         self.crop = Crop(crop)
-        self.mlp = PointwiseMLP(
-            out_channels, hidden=max(int(round(out_channels * mlp_ratio)), 1), norm=norm, activation=activation
-        )
+        self.mlp = PointwiseMLP(out_channels, hidden=hidden, norm=norm, activation=activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, layout="(B, C_in, |H|, H, W)", ranks=(5,))
         y = self.crop(self.attention(x)) + self.crop(self.shortcut(x))  # (B, C_out, G, H', W')
         return self.mlp(y) + y

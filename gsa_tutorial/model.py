@@ -25,6 +25,7 @@ with two deliberate differences:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_input
 from .attention import LiftingSelfAttention
 from .groups import get_group
 from .layers import (
@@ -125,7 +127,7 @@ class GSANetConfig:
         get_group(self.group)  # raises with the list of valid names
         for name in ("in_channels", "num_classes", "channels", "heads", "pos_hidden", "input_pool"):
             positive(name, getattr(self, name))
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+        if not isinstance(self.num_blocks, int) or isinstance(self.num_blocks, bool) or self.num_blocks < 0:
             raise ValueError(f"GSANetConfig.num_blocks must be an integer >= 0, got {self.num_blocks!r}")
         if self.block_channels is not None:
             if len(self.block_channels) != self.num_blocks:
@@ -137,15 +139,17 @@ class GSANetConfig:
                 positive("block_channels[...]", c)
         if self.dim_head is not None:
             positive("dim_head", self.dim_head)
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0):
+        if self.window is not None and (
+            not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1 or self.window % 2 == 0
+        ):
             raise ValueError(f"GSANetConfig.window must be a positive odd integer or None (global), got {self.window!r}")
         assert isinstance(self.crops, tuple)  # an int was expanded above
-        if len(self.crops) != self.num_blocks or any((not isinstance(c, int)) or c < 0 for c in self.crops):
+        if len(self.crops) != self.num_blocks or any((not isinstance(c, int)) or isinstance(c, bool) or c < 0 for c in self.crops):
             raise ValueError(
                 f"crops must be one integer >= 0 per block ({self.num_blocks} blocks), got {self.crops!r}"
             )
         if list(self.pool_after) != sorted(set(self.pool_after)) or any(
-            (not isinstance(p, int)) or not 0 <= p <= self.num_blocks for p in self.pool_after
+            (not isinstance(p, int)) or isinstance(p, bool) or not 0 <= p <= self.num_blocks for p in self.pool_after
         ):
             raise ValueError(
                 f"pool_after must be increasing, distinct block counts in 0..{self.num_blocks}, got {self.pool_after!r}"
@@ -170,14 +174,29 @@ class GSANetConfig:
                 raise ValueError(f"GSANetConfig.{name} must be in [0, 1), got {p!r}")
         if not 0 < self.dim_head_ratio <= 1:
             raise ValueError(f"dim_head_ratio must be in (0, 1], got {self.dim_head_ratio!r}")
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        if not self.mlp_ratio > 0 or not math.isfinite(self.mlp_ratio):
+            raise ValueError(f"mlp_ratio must be a finite number > 0, got {self.mlp_ratio!r}")
+        narrowest = min(self.widths, default=self.channels)
+        if narrowest * self.mlp_ratio < 0.5:
+            raise ValueError(
+                f"mlp_ratio={self.mlp_ratio!r} gives {narrowest * self.mlp_ratio:.3g} hidden MLP channels for a "
+                f"{narrowest}-channel block; use mlp_ratio >= {1 / (2 * narrowest):.3g} (at least one hidden channel)"
+            )
+        for name in ("norm_between_blocks",):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GSANetConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("input_mean", "input_std"):
             stats = getattr(self, name)
             if stats is not None and len(stats) != self.in_channels:
                 raise ValueError(f"{name} needs one value per input channel ({self.in_channels}), got {stats!r}")
         if (self.input_mean is None) != (self.input_std is None):
             raise ValueError("give both input_mean and input_std, or neither")
+        for name in ("input_mean", "input_std"):
+            stats = getattr(self, name)
+            if stats is not None and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats
+            ):
+                raise ValueError(f"{name} must hold finite numbers (one per input channel), got {stats!r}")
         if self.input_std is not None and any(s <= 0 for s in self.input_std):
             raise ValueError(f"input_std must be positive, got {self.input_std!r}")
 
@@ -338,7 +357,18 @@ class GSANet(nn.Module):
             ``(B, C_in, H, W)`` -> ``(B, C_last, G, H', W')``.
         """
         c = self.config
-        if x.dim() != 4 or x.shape[1] != c.in_channels:
+        check_input(
+            self,
+            x,
+            layout=f"(B, {c.in_channels}, H, W)",
+            ranks=(4,),
+            who="GSANet",
+            integer_hint=(
+                "; GSANet takes float images in [0, 1] (it standardises them itself): convert uint8 images "
+                "explicitly with x.float() / 255"
+            ),
+        )
+        if x.shape[1] != c.in_channels:
             raise ValueError(
                 f"GSANet expects images of shape (B, {c.in_channels}, H, W), got a tensor of shape {tuple(x.shape)}"
             )

@@ -56,6 +56,7 @@ __all__ = [
     "environment",
     "format_bytes",
     "results_table",
+    "is_out_of_memory",
 ]
 
 BYTES_PER_FLOAT32 = 4
@@ -90,6 +91,20 @@ class LayerConfig:
     batch: int = 1
     in_channels: int = 1
 
+
+
+# Messages of the allocators when a tensor does not fit (CUDA, CPU, MPS).
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure (:class:`torch.OutOfMemoryError`, :class:`MemoryError` or a
+    RuntimeError from an allocator), False for any other error, which must not be hidden as
+    "did not fit"."""
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if isinstance(error, MemoryError) or (oom is not None and isinstance(error, oom)):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
 
 def _preset_dim_head(preset_name: str, channels: int, fallback: int) -> int:
     """The ``dim_head`` a :mod:`gsa_tutorial.model` preset gives a layer of ``channels`` channels
@@ -367,6 +382,8 @@ def measure_layers(
         with torch.no_grad():
             a, b = fast(lifted), reference(lifted)
     except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(error):
+            raise  # a real bug, not a size limit: never report it as "did not fit"
         result["group_dense"] = {"status": f"did not fit: {type(error).__name__}: {str(error)[:200]}"}
         return result
     finally:
@@ -454,6 +471,8 @@ def measure_model_step(
         try:
             result["dense"] = _measure(step, device=device, repeats=repeats, warmup=warmup)
         except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise  # a real bug, not a size limit: never report it as "did not fit"
             result["dense"] = {"status": f"did not fit: {type(error).__name__}: {str(error)[:200]}"}
         finally:
             _set_group_implementation(model, "factorized")

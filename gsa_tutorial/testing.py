@@ -16,6 +16,7 @@ which is ``~1e-16`` in float64 for an exactly equivariant map and grid-exact ``h
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -52,6 +53,28 @@ def _kind(t: torch.Tensor, role: str) -> str:
     return {4: "image", 5: "lifted"}.get(t.dim(), "invariant")
 
 
+def _check_x(x: object, who: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who}: x must be a tensor (B, C, H, W) or (B, C, |H|, H, W), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{who}: x must be a floating-point tensor (float64 for a check to round-off), got dtype {x.dtype}; "
+            "convert it with x.double()"
+        )
+    if x.numel() == 0:
+        raise ValueError(f"{who}: x is empty (shape {tuple(x.shape)}): there is nothing to check")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{who}: x has NaN or infinite entries, so every error would be NaN; use a finite input")
+    return x
+
+
+def _check_elements(group: Group, elements: Iterable[int] | None) -> list[int]:
+    chosen = list(group.grid_exact_elements if elements is None else elements)
+    for h in chosen:
+        group.inverse(h)  # TypeError / ValueError naming the valid range for a bad element
+    return [int(h) for h in chosen]
+
+
 def _prepare(fn: Fn, x: torch.Tensor) -> Fn:
     """Run modules in eval mode on a copy in the input's dtype (the caller's module is untouched)."""
     if isinstance(fn, nn.Module):
@@ -82,21 +105,31 @@ def equivariance_error(
     Returns:
         ``{h: max|fn(h·x) − h·fn(x)| / max|fn(x)|}``.
     """
-    group = get_group(group)
+    return _measure(fn, get_group(group), x, elements, output_kind)[0]
+
+
+def _measure(
+    fn: Fn, group: Group, x: torch.Tensor, elements: Iterable[int] | None, output_kind: str | None
+) -> tuple[dict[int, float], float]:
+    """The errors of :func:`equivariance_error` and ``max |fn(x)|``."""
+    _check_x(x, "equivariance_error")
     in_kind = _kind(x, "input")
+    elements = _check_elements(group, elements)
     fn = _prepare(fn, x)
-    elements = list(group.grid_exact_elements if elements is None else elements)
     with torch.no_grad():
         y = fn(x)
         out_kind = output_kind or _kind(y, "output")
         if out_kind not in ("image", "lifted", "invariant"):
             raise ValueError(f"output_kind must be 'image', 'lifted' or 'invariant', got {out_kind!r}")
-        scale = y.abs().max().clamp_min(torch.finfo(y.dtype).tiny)
+        if not y.is_floating_point():
+            raise TypeError(f"equivariance_error: fn(x) must be a floating-point tensor, got dtype {y.dtype}")
+        peak = y.abs().max()
+        scale = peak.clamp_min(torch.finfo(y.dtype).tiny)
         errors = {}
         for h in elements:
             diff = fn(_act(group, h, x, in_kind)) - _act(group, h, y, out_kind)
             errors[int(h)] = float(diff.abs().max() / scale)
-    return errors
+    return errors, float(peak)
 
 
 def assert_equivariant(
@@ -112,11 +145,19 @@ def assert_equivariant(
 ) -> dict[int, float]:
     """Check that ``fn`` is equivariant (or invariant) under ``group``; raise ``AssertionError`` if not.
 
+    The check refuses to pass without checking anything (:class:`ValueError`): no element to
+    check, only the identity (e.g. ``"z2"``, or ``"r3"`` whose only grid-exact element is the
+    identity: pass ``elements=`` and a looser ``rtol`` for interpolated rotations), an input
+    that every checked element leaves unchanged (a constant image), an output that is zero
+    everywhere, or a tolerance that is negative, NaN or infinite. A non-floating ``x`` is a
+    :class:`TypeError`.
+
     Args:
         fn, group, elements, output_kind: as in :func:`equivariance_error`.
         x: the input. If omitted, a random float64 input of ``shape`` is drawn (seeded).
         shape: the input shape when ``x`` is omitted, e.g. ``(2, 3, 9, 9)``.
-        rtol: tolerance on the relative error; default 1e-10 in float64, 1e-4 in float32.
+        rtol: tolerance on the relative error, a finite number >= 0; default 1e-10 in float64,
+            1e-4 in float32.
         seed: seed for the random input.
 
     Returns:
@@ -132,8 +173,40 @@ def assert_equivariant(
         if shape is None:
             raise ValueError("assert_equivariant needs an input x or its shape, e.g. shape=(2, 3, 9, 9)")
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    rtol = default_rtol(x.dtype) if rtol is None else rtol
-    errors = equivariance_error(fn, group, x, elements=elements, output_kind=output_kind)
+    x = _check_x(x, "assert_equivariant")
+    if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not math.isfinite(rtol) or rtol < 0):
+        raise ValueError(f"assert_equivariant: rtol must be a finite number >= 0, got {rtol!r}")
+    rtol = default_rtol(x.dtype) if rtol is None else float(rtol)
+    chosen = _check_elements(group, elements)
+    if not chosen:
+        raise ValueError(
+            f"assert_equivariant: no group element to check (elements={list(elements or [])!r}); "
+            f"{group.name} has elements 0..{group.order - 1}"
+        )
+    moving = [h for h in chosen if h != group.identity]
+    if not moving:
+        exact = group.grid_exact_elements
+        hint = (
+            f"{group.name} has no grid-exact element besides the identity: pass elements=[...] explicitly "
+            "with a looser rtol (rotations that are not multiples of 90° are interpolated, so only approximately equivariant)"
+            if exact == [group.identity]
+            else f"pass elements that move the input, e.g. {[h for h in exact if h != group.identity]}"
+        )
+        if group.order == 1:
+            hint = f"{group.name} has only the identity: use translation_error for translations"
+        raise ValueError(f"assert_equivariant: only the identity would be checked, which passes for any map; {hint}")
+    in_kind = _kind(x, "input")
+    if all(torch.equal(_act(group, h, x, in_kind), x) for h in moving):
+        raise ValueError(
+            "assert_equivariant: every checked element leaves x unchanged (a constant or symmetric input), "
+            "so the check would pass for any map; use a random input, e.g. shape=(2, 3, 9, 9)"
+        )
+    errors, peak = _measure(fn, group, x, chosen, output_kind)
+    if peak == 0.0:
+        raise ValueError(
+            "assert_equivariant: fn(x) is zero everywhere, so every error is 0 whatever fn does; "
+            "use an input (or weights) for which the output is not zero"
+        )
     failed = {h: e for h, e in errors.items() if not e <= rtol}  # `not <=` also catches NaN
     if failed:
         name = type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__name__", repr(fn))
@@ -156,6 +229,11 @@ def translation_error(fn: Fn, x: torch.Tensor, shift: tuple[int, int], *, margin
     Shape:
         x ``(B, C, H, W)``; ``fn(x)`` ``(B, ..., H, W)``.
     """
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"translation_error: margin must be an integer >= 0 (the window radius), got {margin!r}")
+    if len(shift) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shift) or tuple(shift) == (0, 0):
+        raise ValueError(f"translation_error: shift must be two integers (dy, dx), not both 0, got {shift!r}")
+    _check_x(x, "translation_error")
     dy, dx = shift
     fn = _prepare(fn, x)
     with torch.no_grad():

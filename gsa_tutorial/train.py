@@ -32,6 +32,20 @@ What happens in a run (``run_dir``):
   ``--resume``), the best model is evaluated on the test split all the same, and
   ``record["stop"]`` says why the call stopped (for Colab sessions and time-limited GPUs).
 
+Run safety (nothing silent, no run lost):
+
+* a folder that holds a run is never overwritten unless asked (``overwrite=True``,
+  ``--overwrite``); ``resume`` refuses a checkpoint whose model config, training settings or
+  data differ and lists the fields (only :data:`RESUMABLE_CHANGES` may change; a new
+  ``epochs`` is allowed and stated);
+* a NaN/inf loss stops the run with :class:`NonFiniteLossError`; nothing of the failed epoch
+  is saved, so ``last.pt`` is the last good epoch;
+* checkpoints and metrics are written with :func:`gsa_tutorial._io.atomic_write` (normal
+  permissions under the umask; temporary files of a killed run removed by the next run);
+  a damaged checkpoint gives a :class:`CheckpointError` naming the file and what to do;
+* the CLI checks every flag, the run folder and (with ``--resume``) the checkpoint's
+  settings before loading any data: a problem is an argparse error, exit code 2.
+
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
 ``torch.load(path, weights_only=True)``; state dicts are saved without the ``module.``
 (DDP) / ``_orig_mod.`` (``torch.compile``) prefixes and loaded with ``strict=True`` (the
@@ -56,6 +70,8 @@ import json
 import math
 import os
 import random
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -69,6 +85,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ._checks import check_float, check_int
+from ._io import atomic_write, remove_stale_temporaries
 
 __all__ = [
     "TrainConfig",
@@ -84,9 +103,40 @@ __all__ = [
     "load_model",
     "set_seed",
     "main",
+    "validate_train_config",
+    "check_run_folder",
+    "resume_differences",
+    "CheckpointError",
+    "RunFolderError",
+    "ResumeMismatchError",
+    "NonFiniteLossError",
+    "RESUMABLE_CHANGES",
 ]
 
 LAST, BEST, METRICS_JSON, METRICS_CSV = "last.pt", "best.pt", "metrics.json", "metrics.csv"
+RUN_FILES = (LAST, BEST, METRICS_JSON, METRICS_CSV)
+
+
+# ---------------------------------------------------------------------------------------
+# Errors (each message says what was expected, what was found and what to do)
+# ---------------------------------------------------------------------------------------
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, empty, truncated, not a checkpoint, or lacks an entry."""
+
+
+class RunFolderError(FileExistsError):
+    """The run folder already holds a run and neither ``resume`` nor ``overwrite`` was asked for,
+    or it cannot be written."""
+
+
+class ResumeMismatchError(ValueError):
+    """``resume`` was asked for with settings that differ from the checkpoint's (the fields are listed)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint was left as it was."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,26 +179,57 @@ class TrainConfig:
     verbose: bool = True  # one summary line per epoch (rank 0 only)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("warmup_cosine", "constant"):
-            raise ValueError(f"schedule must be 'warmup_cosine' or 'constant', got {self.schedule!r}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
-        if self.amp_dtype not in ("auto", "bf16", "fp16"):
-            raise ValueError(f"amp_dtype must be 'auto', 'bf16' or 'fp16', got {self.amp_dtype!r}")
-        if self.max_epochs_this_run is not None and self.max_epochs_this_run < 1:
-            raise ValueError(f"max_epochs_this_run must be >= 1 or None, got {self.max_epochs_this_run!r}")
-        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0 and math.isfinite(self.max_minutes)):
-            raise ValueError(f"max_minutes must be a positive number of minutes or None, got {self.max_minutes!r}")
+        validate_train_config(self)
+
+
+#: TrainConfig fields that may differ between a checkpoint and a resumed run: they change how
+#: long this call runs, what it prints or where, not what is learned. ``epochs`` may change too
+#: (extend or shorten a run that has not passed the new end): the schedule is then recomputed
+#: for the new length, which :func:`fit` states when it resumes.
+RESUMABLE_CHANGES = ("epochs", "max_epochs_this_run", "max_minutes", "progress", "verbose", "num_workers", "eval_batch_size", "device")
+
+
+def validate_train_config(config: TrainConfig) -> None:
+    """Raise :class:`ValueError` naming the field, what it must be and what it is, for a bad config.
+
+    Refused: non-integer or non-positive counts (bools too), a learning rate that is not a
+    finite positive number, negative or non-finite weight decay, warm-up or momentum outside
+    [0, 1], a ``grad_clip`` that is not a finite positive number (0 would learn nothing, a
+    negative one would climb the loss), unknown optimizer/schedule/AMP names.
+    """
+    c, who = config, "TrainConfig"
+    check_int("epochs", c.epochs, owner=who)
+    check_int("batch_size", c.batch_size, owner=who)
+    check_float("lr", c.lr, low=0.0, low_open=True, owner=who)
+    check_float("weight_decay", c.weight_decay, low=0.0, owner=who)
+    check_float("momentum", c.momentum, low=0.0, high=1.0, owner=who)
+    check_float("warmup_epochs", c.warmup_epochs, low=0.0, owner=who)
+    if c.grad_clip is not None:
+        check_float("grad_clip", c.grad_clip, low=0.0, low_open=True, owner=who)
+    check_int("seed", c.seed, minimum=0, owner=who)
+    check_int("num_workers", c.num_workers, minimum=0, owner=who)
+    if c.eval_batch_size is not None:
+        check_int("eval_batch_size", c.eval_batch_size, owner=who)
+    if c.max_epochs_this_run is not None:
+        check_int("max_epochs_this_run", c.max_epochs_this_run, owner=who)
+    if c.max_minutes is not None and not (
+        isinstance(c.max_minutes, (int, float)) and not isinstance(c.max_minutes, bool) and c.max_minutes > 0 and math.isfinite(c.max_minutes)
+    ):
+        raise ValueError(f"max_minutes must be a positive number of minutes or None, got {c.max_minutes!r}")
+    if c.optimizer not in ("adam", "adamw", "sgd"):
+        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {c.optimizer!r}")
+    if c.schedule not in ("warmup_cosine", "constant"):
+        raise ValueError(f"schedule must be 'warmup_cosine' or 'constant', got {c.schedule!r}")
+    if c.amp_dtype not in ("auto", "bf16", "fp16"):
+        raise ValueError(f"amp_dtype must be 'auto', 'bf16' or 'fp16', got {c.amp_dtype!r}")
+    for name in ("amp", "progress", "verbose"):
+        if not isinstance(getattr(c, name), bool):
+            raise ValueError(f"{who}.{name} must be True or False, got {getattr(c, name)!r}")
+    if c.device is not None:
+        try:
+            torch.device(c.device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"{who}.device must be a device name such as 'cpu', 'cuda' or 'cuda:1', got {c.device!r}") from err
 
 
 def train_preset(name: str, **overrides: Any) -> TrainConfig:
@@ -263,37 +344,66 @@ def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    """``torch.save`` through :func:`gsa_tutorial._io.atomic_write`: a temporary file in the same
+    folder, renamed when complete (never a half-written checkpoint; the temporary files of a
+    killed process are removed by the next save; normal file permissions)."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, require: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``: tensors and plain Python containers only.
+
+    Args:
+        path: the checkpoint.
+        map_location: where to put its tensors.
+        require: entries that must be present (e.g. ``("model", "optimizer")`` to resume).
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated or not a checkpoint saved by
+            this package, or lacks a required entry; the message names the file and what to do.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    what_to_do = (
+        "It was probably cut off by a crash or a full disk, or it is not a checkpoint saved by gsa_tutorial. "
+        f"Delete it and train again (the CLI: --overwrite), or restore it from a copy; {path.parent}/"
+        f"{BEST if path.name == LAST else LAST} may still be good."
+    )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (expected a file saved by gsa_tutorial.train)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes). {what_to_do}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``: tensors and plain Python containers only."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, random bytes, a pickle of arbitrary objects, ...
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({path.stat().st_size} bytes): {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else ''}. {what_to_do} "
+            "(Do not load it with weights_only=False unless you trust where it came from.)"
+        ) from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict with a 'model' entry. {what_to_do}")
+    missing = [k for k in require if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {missing} (it has {sorted(ckpt)}); a resumable last.pt saved by "
+            f"gsa_tutorial.train has {sorted(require)}. {what_to_do}"
+        )
+    return ckpt
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a :class:`~gsa_tutorial.model.GSANet` from a checkpoint (``best.pt`` or ``last.pt``)."""
     from .model import GSANet, GSANetConfig
 
-    ckpt = load_checkpoint(path, map_location)
+    ckpt = load_checkpoint(path, map_location, require=("model",))
     if ckpt.get("model_config") is None:
         raise ValueError(f"{path} has no 'model_config': it was not saved from a GSANet; build the model and use load_state_dict")
     model = GSANet(GSANetConfig.from_dict(ckpt["model_config"]))
@@ -426,6 +536,8 @@ def evaluate(
         ``{"loss": float, "acc": float, "n": int}``.
     """
     ctx = _dist_context()
+    if len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have __len__
+        raise ValueError("evaluate: the dataset is empty (0 images), so there is no loss or accuracy to report")
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)
@@ -473,6 +585,10 @@ def accuracy_vs_angle(
 
     if images.dim() != 4 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"need images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"accuracy_vs_angle needs at least one image, got images of shape {tuple(images.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"accuracy_vs_angle needs integer class labels, got dtype {labels.dtype}")
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)
@@ -517,12 +633,10 @@ def _write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     _write_text_atomic(run_dir / METRICS_JSON, json.dumps(record, indent=2))
     rows = record["history"]
     columns = ["epoch", "lr", "train_loss", "train_acc", "valid_loss", "valid_acc", "time_s"]
-    fd, tmp = tempfile.mkstemp(prefix=METRICS_CSV + ".", suffix=".tmp", dir=run_dir)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_write(run_dir / METRICS_CSV, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, run_dir / METRICS_CSV)
 
 
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
@@ -544,6 +658,142 @@ def _over_budget(call_start: float, epoch_seconds: list[float], max_minutes: flo
     return stop
 
 
+# ---------------------------------------------------------------------------------------
+# Run safety: the run folder, resuming, finite losses
+# ---------------------------------------------------------------------------------------
+
+
+def _describe_run(run_path: Path) -> str:
+    """``"a finished run of 3 epochs"`` / ``"an unfinished run (2 of 10 epochs)"`` / ``"run files"``."""
+    try:
+        record = json.loads((run_path / METRICS_JSON).read_text())
+        done, planned = len(record["history"]), record["train_config"]["epochs"]
+        return f"a finished run of {done} epochs" if record.get("finished") else f"an unfinished run ({done} of {planned} epochs)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "run files (" + ", ".join(n for n in RUN_FILES if (run_path / n).exists()) + ")"
+
+
+def check_run_folder(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool, flags: bool = False) -> None:
+    """Refuse to start a new run in a folder that holds one, and a folder that cannot be written.
+
+    A folder with any of ``last.pt``, ``best.pt``, ``metrics.json`` holds a run. Starting a new
+    run there needs ``overwrite=True`` (the old files are then replaced epoch by epoch: until the
+    first epoch ends the folder still holds the old run); ``resume=True`` continues it instead.
+
+    Args:
+        run_dir: the run folder.
+        resume, overwrite: as in :func:`fit`.
+        flags: word the message with the CLI's flags (``--resume``) instead of the arguments.
+
+    Raises:
+        RunFolderError: the folder holds a run (what it holds and the three ways on are in
+            the message), or it (or the folder that would hold it) is not a writable folder.
+    """
+    run_path = Path(run_dir)
+    resume_word, overwrite_word, out_word = ("--resume", "--overwrite", "another --out") if flags else ("resume=True", "overwrite=True", "another run_dir")
+    if run_path.exists() and not run_path.is_dir():
+        raise RunFolderError(f"the run folder {run_path} exists and is not a folder; choose {out_word}")
+    existing = next((p for p in (run_path, *run_path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RunFolderError(f"cannot create the run folder {run_path}: {existing} is a file, not a folder; choose {out_word}")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"cannot write to {existing} (read-only or not yours), so the run folder {run_path} cannot be written; choose {out_word}")
+    if resume and overwrite:
+        raise RunFolderError(f"{resume_word} and {overwrite_word} contradict each other: continue the run in {run_path}, or replace it, not both")
+    if overwrite or not run_path.is_dir():
+        return
+    if resume:
+        if not (run_path / LAST).exists() and any((run_path / name).exists() for name in (BEST, METRICS_JSON)):
+            raise RunFolderError(
+                f"nothing to resume: {run_path} has no {LAST} but holds {_describe_run(run_path)}; starting afresh "
+                f"would replace it. Pass {overwrite_word} to train again there, or choose {out_word}."
+            )
+        return
+    if any((run_path / name).exists() for name in (LAST, BEST, METRICS_JSON)):
+        raise RunFolderError(
+            f"{run_path} already holds {_describe_run(run_path)}; refusing to overwrite it. Pass {resume_word} to "
+            f"continue it, {overwrite_word} to replace it, or choose {out_word}."
+        )
+
+
+def _probe_writable(run_path: Path) -> None:
+    """Create and remove a file in ``run_path`` (an unwritable folder fails now, not after an epoch)."""
+    try:
+        with tempfile.TemporaryFile(dir=run_path):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"cannot write to the run folder {run_path} ({err.strerror or err}); choose a writable folder") from err
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (a config read back from JSON or a checkpoint compares equal)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def resume_differences(
+    ckpt: dict[str, Any],
+    *,
+    model_config: dict[str, Any] | None,
+    train_config: TrainConfig,
+    data: dict[str, Any] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Compare a checkpoint with the settings of a resumed run.
+
+    Args:
+        ckpt: the checkpoint (``last.pt``).
+        model_config: ``GSANetConfig.to_dict()`` of the model (None: not a GSANet, not compared).
+        train_config: the requested :class:`TrainConfig`.
+        data: what the run trains on (sizes, data set name and options), compared key by key
+            with the checkpoint's ``data`` where both have the key.
+
+    Returns:
+        ``(differences, notes)``: one line per field that must not change (``model group:
+        checkpoint 'r4', requested 'm2'``), and one per allowed change worth stating (the
+        extended number of epochs). Fields that the checkpoint does not record are not compared.
+    """
+    differences, notes = [], []
+    saved_model = ckpt.get("model_config")
+    if saved_model is not None and model_config is not None:
+        saved, wanted = _plain(saved_model), _plain(model_config)
+        for key in sorted(set(saved) | set(wanted)):
+            if saved.get(key) != wanted.get(key):
+                differences.append(f"model {key}: checkpoint {saved.get(key)!r}, requested {wanted.get(key)!r}")
+    saved_train, wanted_train = _plain(ckpt.get("train_config") or {}), _plain(asdict(train_config))
+    for key in sorted(set(saved_train) & set(wanted_train)):
+        if key in RESUMABLE_CHANGES or saved_train[key] == wanted_train[key]:
+            continue
+        differences.append(f"training {key}: checkpoint {saved_train[key]!r}, requested {wanted_train[key]!r}")
+    done = len(ckpt.get("history", []))
+    before = saved_train.get("epochs")
+    if train_config.epochs < done:
+        differences.append(f"training epochs: the checkpoint has trained {done} epochs, requested {train_config.epochs} (fewer)")
+    elif before is not None and before != train_config.epochs:
+        notes.append(
+            f"epochs changed from {before} to {train_config.epochs}: the learning-rate schedule is recomputed for "
+            f"{train_config.epochs} epochs from epoch {done + 1} on, so this run differs from one planned for "
+            f"{train_config.epochs} epochs from the start"
+        )
+    saved_data, wanted_data = _plain(ckpt.get("data") or {}), _plain(data or {})
+    for key in sorted(set(saved_data) & set(wanted_data)):
+        if saved_data[key] != wanted_data[key]:
+            differences.append(f"data {key}: checkpoint {saved_data[key]!r}, requested {wanted_data[key]!r}")
+    return differences, notes
+
+
+def _mismatch_error(path: Path, differences: list[str], flags: bool) -> ResumeMismatchError:
+    allowed = "--epochs, --max-epochs-this-run, --max-minutes, --num-workers, --device, --no-progress" if flags else ", ".join(RESUMABLE_CHANGES)
+    new_run = "another --out, or --overwrite to replace it" if flags else "another run_dir, or overwrite=True to replace it"
+    return ResumeMismatchError(
+        f"cannot resume {path}: the request differs from the checkpoint in {len(differences)} field(s):\n  "
+        + "\n  ".join(differences)
+        + f"\nResume with the run's own settings (they are in {path.parent / METRICS_JSON}), or start a new run "
+        f"with {new_run}. Only these may change on resume: {allowed}."
+    )
+
+
+_RESUME_KEYS = ("model", "optimizer", "scheduler", "history", "best", "rng")
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -553,8 +803,17 @@ def fit(
     *,
     test_set: Dataset | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    data_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with model selection on ``valid_set``; evaluate ``test_set`` once at the end.
+
+    Run safety (chapter 8; README "What happens when..."): a folder that holds a run is never
+    overwritten unless ``overwrite=True``; ``resume=True`` refuses a checkpoint whose model or
+    training settings differ (:class:`ResumeMismatchError` lists the fields; ``epochs`` may
+    change, which is stated); a NaN or infinite loss stops the run
+    (:class:`NonFiniteLossError`) and leaves the last good checkpoint as it was; an unwritable
+    ``run_dir`` fails before the first epoch.
 
     Args:
         model: any module mapping images ``(B, C, H, W)`` to logits ``(B, classes)``. It is
@@ -564,6 +823,9 @@ def fit(
         config: a :class:`TrainConfig`.
         run_dir: folder for checkpoints and metrics; None keeps everything in memory.
         resume: continue from ``run_dir/last.pt`` if it exists.
+        overwrite: start a new run in a ``run_dir`` that holds one, replacing it.
+        data_spec: how the data were made (name, options, ...), recorded in the checkpoint
+            and compared on resume, as the sizes of ``train_set`` and ``valid_set`` are.
 
     Returns:
         The run record, the same dict as ``metrics.json``: ``history`` (one row per epoch:
@@ -579,18 +841,38 @@ def fit(
     device = _resolve_device(config.device, ctx)
     if config.batch_size % ctx.world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ctx.world} processes")
+    for split, dataset in (("train_set", train_set), ("valid_set", valid_set), ("test_set", test_set)):
+        if dataset is not None and len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have __len__
+            why = {"train_set": "nothing would be learned", "valid_set": "model selection needs validation images",
+                   "test_set": "a test accuracy of 0 images means nothing (pass test_set=None to skip the test)"}[split]
+            raise ValueError(f"{split} is empty (0 images): {why}")
     run_path = Path(run_dir) if run_dir is not None else None
     writer = ctx.main and run_path is not None
     if writer and run_path is not None:  # (writer implies a run folder; says so to mypy)
+        check_run_folder(run_path, resume=resume, overwrite=overwrite)
         run_path.mkdir(parents=True, exist_ok=True)
+        _probe_writable(run_path)
+        for name in RUN_FILES:  # temporary files of a killed earlier run
+            remove_stale_temporaries(run_path / name)
     show = config.progress and ctx.main
     say = config.verbose and ctx.main
+    data_record = {"train_size": len(train_set), "valid_size": len(valid_set), **(data_spec or {})}  # type: ignore[arg-type]  # map-style datasets have __len__
 
     bare = _unwrap(model).to(device)
     ckpt = None
     if resume and run_path is not None and (run_path / LAST).exists():
-        ckpt = load_checkpoint(run_path / LAST, map_location="cpu")
-        load_state_dict(bare, ckpt["model"])
+        ckpt = load_checkpoint(run_path / LAST, map_location="cpu", require=_RESUME_KEYS)
+        differences, notes = resume_differences(ckpt, model_config=_model_config(bare), train_config=config, data=data_record)
+        if differences:
+            raise _mismatch_error(run_path / LAST, differences, flags=False)
+        try:
+            load_state_dict(bare, ckpt["model"])
+        except RuntimeError as err:
+            raise ResumeMismatchError(
+                f"cannot resume {run_path / LAST}: its weights do not fit this model ({str(err).splitlines()[0]}); "
+                "it was saved from another architecture. Resume with the run's own model, or start a new run."
+            ) from err
+        _log(f"resuming {run_path / LAST} after epoch {len(ckpt['history'])}" + "".join(f"; {n}" for n in notes), say)
     else:
         torch.manual_seed(config.seed + ctx.rank)  # dropout streams (the weights are the caller's)
     net: nn.Module = bare
@@ -624,6 +906,7 @@ def fit(
         "num_parameters": sum(p.numel() for p in bare.parameters() if p.requires_grad),
         "train_config": asdict(config),
         "model_config": _model_config(bare),
+        "data": data_record,
         "world_size": ctx.world,
     }
     best_state = _model_state(bare)
@@ -635,7 +918,7 @@ def fit(
         record["history"] = list(ckpt["history"])
         record["best"] = dict(ckpt["best"])
         if run_path is not None and (run_path / BEST).exists():
-            best_state = load_checkpoint(run_path / BEST)["model"]
+            best_state = load_checkpoint(run_path / BEST, require=("model",))["model"]
         states = ckpt["rng"]
         if len(states) == ctx.world:
             _set_rng_state(states[ctx.rank])
@@ -659,8 +942,9 @@ def fit(
         net.train()
         sampler.set_epoch(epoch)
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+        bad = torch.zeros((), dtype=torch.int32, device=device)  # steps with a non-finite loss
         bar = _progress(train_loader, enabled=show, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}")
-        for images, labels in bar:
+        for step, (images, labels) in enumerate(bar, start=1):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with _autocast(device, amp):
                 logits = net(images)
@@ -673,12 +957,17 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            bad += (~torch.isfinite(loss.detach())).int()
+            # On CPU checking is free; on a GPU every few steps (each check waits for the device).
+            if device.type == "cpu" or step % _FINITE_CHECK_EVERY == 0 or step == steps_per_epoch:
+                _stop_if_not_finite(bad, ctx, epoch + 1, step, steps_per_epoch, loss, scheduler, run_path, record)
             with torch.no_grad():
                 totals[0] += loss.detach().double() * labels.numel()
                 totals[1] += (logits.argmax(dim=1) == labels).sum()
                 totals[2] += labels.numel()
             if show:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        _stop_if_weights_not_finite(bare, epoch + 1, run_path, record)
         if ctx.active:
             dist.all_reduce(totals)
         train_loss, train_correct, n = totals.tolist()
@@ -724,6 +1013,7 @@ def fit(
                     "best": record["best"],
                     "train_config": asdict(config),
                     "model_config": record["model_config"],
+                    "data": data_record,
                     "rng": rng,
                 },
                 run_path / LAST,
@@ -755,6 +1045,46 @@ def fit(
     return record
 
 
+_FINITE_CHECK_EVERY = 10
+
+
+def _last_good(run_path: Path | None, record: dict[str, Any]) -> str:
+    done = len(record["history"])
+    if run_path is None:
+        return "nothing was saved (no run folder)"
+    if done == 0:
+        return f"no epoch had finished, so nothing was saved in {run_path}"
+    return f"the last good checkpoint, {run_path / LAST} (after epoch {done}), was left as it was; nothing of this epoch was saved"
+
+
+def _stop_if_not_finite(
+    bad: torch.Tensor, ctx: _Dist, epoch: int, step: int, steps: int, loss: torch.Tensor, scheduler: Any,
+    run_path: Path | None, record: dict[str, Any],
+) -> None:
+    """Raise :class:`NonFiniteLossError` if any process saw a NaN/inf loss (all processes stop together)."""
+    flag = bad.clone()
+    if ctx.active:
+        dist.all_reduce(flag)
+    if int(flag.item()) == 0:
+        return
+    raise NonFiniteLossError(
+        f"training stopped: the loss is not finite ({float(loss.detach()):.4g} on this process) at epoch {epoch}, "
+        f"step {step} of {steps} (lr {scheduler.get_last_lr()[0]:.3g}); {_last_good(run_path, record)}. "
+        "Usual causes: a learning rate too high (lower --lr / TrainConfig.lr, or set grad_clip), or NaN/inf "
+        "values in the data. The model in memory holds the broken weights; reload the good ones with load_model."
+    )
+
+
+def _stop_if_weights_not_finite(model: nn.Module, epoch: int, run_path: Path | None, record: dict[str, Any]) -> None:
+    """A last step can break the weights without a non-finite loss being seen: never save those."""
+    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if broken:
+        raise NonFiniteLossError(
+            f"training stopped: after epoch {epoch} the weights hold NaN/inf values ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}); {_last_good(run_path, record)}. Lower the learning rate or set grad_clip."
+        )
+
+
 def train_or_load(
     model: nn.Module,
     train_set: Dataset,
@@ -767,7 +1097,9 @@ def train_or_load(
     """Load the finished run in ``run_dir`` if there is one, else train (resuming if possible).
 
     Lets a notebook re-run instantly once its model is trained, and pick up a run that was
-    interrupted. The model's weights become the run's best weights.
+    interrupted. The model's weights become the run's best weights. A run made with other
+    settings (model, training or data sizes) is never loaded in place of the one asked for:
+    :class:`ResumeMismatchError` lists the fields; asking for more epochs continues the run.
 
     Returns:
         ``(model, record)`` with ``record`` as returned by :func:`fit`.
@@ -775,9 +1107,25 @@ def train_or_load(
     run_path = Path(run_dir)
     metrics = run_path / METRICS_JSON
     if metrics.exists() and (run_path / BEST).exists():
-        record = json.loads(metrics.read_text())
-        if record.get("finished"):
-            load_state_dict(model, load_checkpoint(run_path / BEST)["model"])
+        try:
+            record = json.loads(metrics.read_text())
+        except ValueError as err:
+            raise CheckpointError(
+                f"cannot read {metrics} ({err}); it is damaged. Delete it to resume from {run_path / LAST}, "
+                "or delete the run folder to train again."
+            ) from err
+        differences, _ = resume_differences(
+            record, model_config=_model_config(model), train_config=config,
+            data={"train_size": len(train_set), "valid_size": len(valid_set)},  # type: ignore[arg-type]  # map-style datasets have __len__
+        )
+        if differences:
+            raise ResumeMismatchError(
+                f"{run_path} holds a run made with other settings than the ones asked for, in {len(differences)} "
+                "field(s):\n  " + "\n  ".join(differences) + f"\nUse another run_dir for the new settings, or delete "
+                f"{run_path} to train again there."
+            )
+        if record.get("finished") and len(record.get("history", [])) >= config.epochs:
+            load_state_dict(model, load_checkpoint(run_path / BEST, require=("model",))["model"])
             if record.get("test") is None and test_set is not None:
                 record["test"] = evaluate(model, test_set, batch_size=config.eval_batch_size or 2 * config.batch_size)
             return model, record
@@ -802,11 +1150,12 @@ def _parse_value(text: str) -> Any:
 
 
 def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``; ``ValueError`` for an item without ``=`` or a key."""
     out = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key.strip()] = _parse_value(value)
     return out
 
@@ -815,39 +1164,95 @@ def _limit(dataset: Dataset, n: int | None) -> Dataset:
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))  # type: ignore[arg-type]  # map-style datasets have __len__
 
 
+# argparse types: a bad value is a usage error ("argument --lr: ..."), exit code 2.
+
+
+def _int_at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _finite_float(*, positive: bool) -> Any:
+    want = "a finite number > 0" if positive else "a finite number >= 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        return value
+
+    parse.__name__ = want
+    return parse
+
+
+def _group_name(text: str) -> str:
+    from .groups import get_group
+
+    try:
+        get_group(text)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI's flags; every value is checked here (a bad one is an argparse error, exit code 2)."""
+    from .data import DATASET_NAMES
+    from .model import PRESETS
+
     p = argparse.ArgumentParser(
         prog="python -m gsa_tutorial.train",
         description="Train a GSA-Net (Romero & Cordonnier, 2021). Works the same under torchrun.",
     )
-    p.add_argument("--preset", default="small", help="model preset: rotmnist, cifar10, pcam or small (default)")
-    p.add_argument("--group", default="r4", help="z2, r4, r8, r12, r16, m4 (any rN / mN)")
-    p.add_argument("--dataset", default=None, help="data set name (default: the preset's; small -> mnist-mini-rotated, the shipped real digits; synthetic-rotated: font-rendered)")
-    p.add_argument("--data-dir", default=None, help="data folder (default $GSA_DATA_DIR or ~/.cache/gsa_tutorial)")
+    positive, count = _int_at_least(1), _int_at_least(0)
+    p.add_argument("--preset", default="small", choices=PRESETS, help="model preset: %(choices)s (default: %(default)s)")
+    p.add_argument("--group", default="r4", type=_group_name, help="z2, r4, r8, r12, r16, m4 (any rN / mN)")
+    p.add_argument(
+        "--dataset", default=None, choices=DATASET_NAMES, metavar="NAME",
+        help=f"data set: {', '.join(DATASET_NAMES)} (default: the preset's; small: mnist-mini-rotated, the real digits shipped with the package)",
+    )
+    p.add_argument(
+        "--data-dir", default=None,
+        help="the data folder that holds one folder per data set (rotmnist/, cifar10/, ...), not the data set's "
+        "own folder (default $GSA_DATA_DIR or ~/.cache/gsa_tutorial)",
+    )
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument("--out", default=None, help="run folder (default runs/<preset>-<group>-seed<seed>)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="global batch size")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--overwrite", action="store_true", help="start a new run in --out even if it holds one, replacing it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt (same settings; --epochs may grow)")
+    p.add_argument("--epochs", type=positive, default=None)
+    p.add_argument("--batch-size", type=positive, default=None, help="global batch size")
+    p.add_argument("--lr", type=_finite_float(positive=True), default=None)
+    p.add_argument("--weight-decay", type=_finite_float(positive=False), default=None)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None)
     p.add_argument("--schedule", choices=("warmup_cosine", "constant"), default=None)
-    p.add_argument("--warmup-epochs", type=float, default=None)
-    p.add_argument("--grad-clip", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=_finite_float(positive=False), default=None)
+    p.add_argument("--grad-clip", type=_finite_float(positive=True), default=None, help="max gradient norm (> 0)")
     p.add_argument("--amp", action="store_true", help="mixed precision (off by default)")
     p.add_argument("--amp-dtype", choices=("auto", "bf16", "fp16"), default="auto")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after this many epochs (resumable)")
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--num-workers", type=count, default=0)
+    p.add_argument("--max-epochs-this-run", type=positive, default=None, help="stop after this many epochs (resumable)")
     p.add_argument(
-        "--max-minutes", type=float, default=None,
+        "--max-minutes", type=_finite_float(positive=True), default=None,
         help="time budget of this call: stop at the last epoch boundary that fits (checkpointed, resumable; the best model is still tested)",
     )
-    p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--valid-size", type=int, default=None, help="use only the first N validation images")
-    p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--train-size", type=positive, default=None, help="use only the first N training images")
+    p.add_argument("--valid-size", type=positive, default=None, help="use only the first N validation images")
+    p.add_argument("--test-size", type=positive, default=None, help="use only the first N test images")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE", help="override a GSANetConfig field, e.g. --model channels=8")
     p.add_argument(
         "--data-option", action="append", default=[], metavar="KEY=VALUE", help="extra argument of get_dataset, e.g. --data-option size=14 (synthetic)"
@@ -856,44 +1261,95 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``python -m gsa_tutorial.train``; returns the run record."""
-    from .data import get_dataset
-    from .model import GSANet, preset
+def _settings(args: argparse.Namespace) -> tuple[Any, TrainConfig, dict[str, Any], str]:
+    """Model config, training config, data options and data set name from the flags (ValueError if bad)."""
+    from .model import preset
 
-    args = build_parser().parse_args(argv)
-    ctx = _init_distributed_from_env(args.device)
+    overrides = _key_values(args.model, "--model")
+    data_options = _key_values(args.data_option, "--data-option")
+    model_config = preset(args.preset, args.group, **overrides)
+    train_overrides = {
+        k: v
+        for k, v in dict(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            optimizer=args.optimizer,
+            schedule=args.schedule,
+            warmup_epochs=args.warmup_epochs,
+            grad_clip=args.grad_clip,
+            max_epochs_this_run=args.max_epochs_this_run,
+            max_minutes=args.max_minutes,
+        ).items()
+        if v is not None
+    }
+    config = train_preset(
+        args.preset,
+        amp=args.amp,
+        amp_dtype=args.amp_dtype,
+        device=args.device,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+        **train_overrides,
+    )
+    name = args.dataset or _DEFAULT_DATASET[args.preset.strip().lower()]
+    return model_config, config, data_options, name
+
+
+def _data_error_for_the_cli(err: Exception, args: argparse.Namespace, name: str) -> str:
+    """A data error worded with the CLI's flags (the data module speaks of ``download=True``/``root=``)."""
+    text = str(err).replace("or pass download=True", "or pass --download").replace("unless you pass root=...", "unless you pass --data-dir")
+    hints = []
+    if args.data_dir is not None:
+        given = Path(args.data_dir).expanduser()
+        own = {"rotmnist": "rotmnist", "cifar10": "cifar10", "pcam": "pcam", "mnist-idx-rotated": "mnist"}.get(name, name)
+        if given.name == own or given.name in ("rotmnist", "cifar10", "pcam", "mnist"):
+            hints.append(
+                f"--data-dir {args.data_dir} looks like the data set's own folder; --data-dir is the folder that holds "
+                f"it: pass --data-dir {given.parent}"
+            )
+    if not args.download:
+        hints.append("add --download to download missing files")
+    return text + ("\nOn the command line: " + "; ".join(hints) + "." if hints else "")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m gsa_tutorial.train``; returns the run record.
+
+    Every flag, the run folder (``--resume``/``--overwrite``) and, with ``--resume``, the
+    checkpoint's settings are checked before any data is loaded: a problem is an argparse
+    error (exit code 2) that says what was expected and what was given. A run that fails
+    later (a non-finite loss, a damaged checkpoint) ends with ``error: ...`` and exit code 1.
+    """
+    from .data import ChecksumError, DatasetNotFoundError, get_dataset
+    from .model import GSANet
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        overrides = _key_values(args.model, "--model")
-        data_options = _key_values(args.data_option, "--data-option")
-        model_config = preset(args.preset, args.group, **overrides)
-        train_overrides = {
-            k: v
-            for k, v in dict(
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                weight_decay=args.weight_decay,
-                optimizer=args.optimizer,
-                schedule=args.schedule,
-                warmup_epochs=args.warmup_epochs,
-                grad_clip=args.grad_clip,
-                max_epochs_this_run=args.max_epochs_this_run,
-                max_minutes=args.max_minutes,
-            ).items()
-            if v is not None
-        }
-        config = train_preset(
-            args.preset,
-            amp=args.amp,
-            amp_dtype=args.amp_dtype,
-            device=args.device,
-            seed=args.seed,
-            num_workers=args.num_workers,
-            progress=not args.no_progress,
-            **train_overrides,
-        )
-        name = args.dataset or _DEFAULT_DATASET[args.preset.strip().lower()]
+        model_config, config, data_options, name = _settings(args)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    out = Path(args.out or f"runs/{args.preset}-{args.group}-seed{args.seed}")
+    data_spec = {"dataset": name, "data_options": data_options, "train_limit": args.train_size, "valid_limit": args.valid_size}
+    try:
+        check_run_folder(out, resume=args.resume, overwrite=args.overwrite, flags=True)
+        if args.resume and (out / LAST).exists():
+            ckpt = load_checkpoint(out / LAST, require=_RESUME_KEYS)
+            differences, _ = resume_differences(ckpt, model_config=model_config.to_dict(), train_config=config, data=data_spec)
+            if differences:
+                raise _mismatch_error(out / LAST, differences, flags=True)
+    except (RunFolderError, ResumeMismatchError, CheckpointError) as err:
+        parser.error(str(err))
+
+    ctx = _init_distributed_from_env(args.device)
+    previous_sigterm = None
+    if not ctx.active and _in_main_thread():
+        # SIGTERM (a scheduler's kill, `kill PID`) unwinds like Ctrl-C, so temporary files are removed now.
+        previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
 
         def load_data() -> dict[str, Dataset]:
             return {
@@ -902,26 +1358,52 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             }
 
         # Rank 0 first (it may download), then the others read the cached files.
-        data = load_data() if ctx.main else None
-        if ctx.active:
-            dist.barrier()
-        if data is None:
-            data = load_data()
-        out = Path(args.out or f"runs/{args.preset}-{args.group}-seed{args.seed}")
+        try:
+            data = load_data() if ctx.main else None
+            if ctx.active:
+                dist.barrier()
+            if data is None:
+                data = load_data()
+        except TypeError as err:
+            if "argument" not in str(err):
+                raise
+            parser.error(f"--data-option {', '.join(data_options) or '(none)'}: the data set {name!r} does not take it ({err})")
+        except (DatasetNotFoundError, ChecksumError) as err:
+            parser.error(_data_error_for_the_cli(err, args, name))
         set_seed(args.seed)  # the same initial weights on every process
         model = GSANet(model_config)
         if ctx.main:
             print(f"{args.preset} / {args.group}: {model.num_parameters():,} parameters; data {name} "
                   f"(train {len(data['train'])}, valid {len(data['valid'])}, test {len(data['test'])}); run folder {out}")  # type: ignore[arg-type]  # map-style datasets have __len__
-        record = fit(model, data["train"], data["valid"], config, out, test_set=data["test"], resume=args.resume)
+        try:
+            record = fit(
+                model, data["train"], data["valid"], config, out, test_set=data["test"],
+                resume=args.resume, overwrite=args.overwrite, data_spec=data_spec,
+            )
+        except (NonFiniteLossError, CheckpointError, ResumeMismatchError, RunFolderError) as err:
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from err
         if ctx.main and record["test"] is not None:
             test = record["test"]
             print(f"best epoch {record['best']['epoch']}: valid acc {record['best']['valid_acc']:.4f}; "
                   f"test acc {test['acc']:.4f}" if test else "")
         return record
     finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if ctx.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _in_main_thread() -> bool:
+    """True in the main thread (only there can signal handlers be installed)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -748,3 +748,78 @@ def test_get_dataset_mnist_idx_rotated(tmp_path: Path, monkeypatch: pytest.Monke
 def test_dataset_info(name: str) -> None:
     info = data.dataset_info(name)
     assert info.in_channels in (1, 3) and info.num_classes in (2, 10) and info.image_size in (28, 32, 96)
+
+
+# ---------------------------------------------------------------------------------------
+# kills, stale temporary files, damaged caches
+# ---------------------------------------------------------------------------------------
+
+KILL_DURING_DOWNLOAD = r"""
+import sys, time
+from gsa_tutorial import data
+target, marker = sys.argv[1], sys.argv[2]
+class Stalling:
+    headers = {"Content-Length": "2000"}
+    def __init__(self): self.sent = False
+    def read(self, n=-1):
+        if not self.sent:
+            self.sent = True
+            return b"x" * 1000
+        open(marker, "w").close()
+        time.sleep(60)
+    def __enter__(self): return self
+    def __exit__(self, *exc): return None
+data.urlopen = lambda request, timeout=None: Stalling()
+data.download_url("https://example.org/f.bin", target, None, progress=False)
+"""
+
+
+def test_sigkill_during_a_download_then_a_rerun_leaves_no_part_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import time
+
+    target, marker = tmp_path / "f.bin", tmp_path / "downloading"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DURING_DOWNLOAD, str(target), str(marker)], env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup is possible in the killed process
+    proc.wait(timeout=30)
+    parts = [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert parts and all(p.startswith(".f.bin.") for p in parts)
+    payload = os.urandom(3000)
+    serve(monkeypatch, payload)
+    data.download_url("https://example.org/f.bin", target, hashlib.md5(payload).hexdigest(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloading", "f.bin"]
+    assert target.read_bytes() == payload
+
+
+def test_a_live_writers_temporary_file_is_not_removed(tmp_path: Path) -> None:
+    from gsa_tutorial._io import atomic_write, temporaries_of
+
+    target = tmp_path / "x.bin"
+    with atomic_write(target) as outer:
+        outer.write(b"outer")
+        with atomic_write(target) as inner:  # a second write of the same file in this process
+            inner.write(b"inner")
+        assert len(temporaries_of(target)) == 1  # the outer one is still there
+    assert target.read_bytes() == b"outer" and temporaries_of(target) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong-content"])
+def test_damaged_cache_is_rebuilt_with_a_warning(rotmnist_root: Path, damage: str) -> None:
+    first = data.RotatedMNIST(rotmnist_root, split="test")
+    cache = first.cache_path("test")
+    if damage == "garbage":
+        cache.write_bytes(b"\x00not a torch file")
+    else:
+        torch.save({"images": torch.zeros(3, 14, 14, dtype=torch.uint8), "labels": torch.tensor([0, 1, 99])}, cache)
+    with pytest.warns(UserWarning, match="damaged or out of date"):
+        again = data.RotatedMNIST(rotmnist_root, split="test")
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: no warning the second time
+        data.RotatedMNIST(rotmnist_root, split="test")

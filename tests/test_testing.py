@@ -126,3 +126,55 @@ def test_missing_input_and_shape_is_an_error():
 def test_bad_input_rank_is_an_error():
     with pytest.raises(ValueError, match="image"):
         equivariance_error(lambda x: x, "r4", torch.zeros(3, 3))
+
+
+# ---- the checker never passes without checking: refusals, each with a map that is NOT equivariant
+
+
+def _not_equivariant(x):
+    return torch.roll(x, 1, dims=-1)  # a one-pixel shift: no rotation commutes with it
+
+
+def test_the_control_map_really_fails_when_checked():
+    with pytest.raises(AssertionError, match="not r4-equivariant"):
+        assert_equivariant(_not_equivariant, "r4", image())
+
+
+@pytest.mark.parametrize(
+    "group,kw,match",
+    [
+        ("r4", dict(elements=[]), "no group element"),
+        ("r4", dict(elements=[0]), "only the identity"),
+        ("r3", {}, "no grid-exact element besides the identity"),  # only e is grid-exact in C3
+        ("m3", dict(elements=[0]), "only the identity"),
+        ("z2", {}, "translation_error"),
+    ],
+)
+def test_a_check_of_nothing_is_refused(group, kw, match):
+    """Before issue 9 each of these returned without an error for the non-equivariant map."""
+    with pytest.raises(ValueError, match=match):
+        assert_equivariant(_not_equivariant, group, image(), **kw)
+
+
+@pytest.mark.parametrize("rtol", [-1.0, float("nan"), float("inf")])
+def test_a_meaningless_tolerance_is_refused(rtol):
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
+        assert_equivariant(_not_equivariant, "r4", image(), rtol=rtol)
+
+
+def test_a_constant_input_or_a_zero_output_is_refused():
+    with pytest.raises(ValueError, match="leaves x unchanged"):
+        assert_equivariant(_not_equivariant, "r4", torch.ones(1, 1, 6, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="zero everywhere"):
+        assert_equivariant(lambda x: 0 * _not_equivariant(x), "r4", image())
+
+
+def test_an_integer_input_is_refused_with_the_conversion():
+    with pytest.raises(TypeError, match=r"floating-point.*torch.int64.*x.double\(\)"):
+        assert_equivariant(_not_equivariant, "r4", torch.ones(1, 1, 6, 6, dtype=torch.int64))
+
+
+def test_explicit_non_grid_elements_are_checked_and_can_fail():
+    """r3's rotations by 120° are interpolated: checkable on request, and a shift still fails."""
+    with pytest.raises(AssertionError, match="not r3-equivariant"):
+        assert_equivariant(_not_equivariant, "r3", image(), elements=[1, 2], rtol=1e-2)

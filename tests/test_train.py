@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from gsa_tutorial import train as train_module
 from gsa_tutorial.data import get_dataset
 from gsa_tutorial.model import GSANet, GSANetConfig
 from gsa_tutorial.train import (
@@ -285,3 +286,233 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(net2(x), net1(x), rtol=1e-4, atol=1e-5)
     print(f"torchrun (2 processes) took {time.perf_counter() - t0:.1f}s")
+
+
+# ---- run safety: nothing overwritten, no silent resume, no NaN run, nothing left behind ----
+
+
+def tiny_cli(out: Path, *extra: str) -> list[str]:
+    return [*CLI_ARGS, f"--out={out}", *extra]
+
+
+def test_finished_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    main(tiny_cli(tmp_path))
+    before = {name: (tmp_path / name).read_bytes() for name in ("last.pt", "best.pt", "metrics.json")}
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "a finished run of 2 epochs" in err and "--resume" in err and "--overwrite" in err
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # untouched
+    with pytest.raises(train_module.RunFolderError, match="overwrite=True"):
+        fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path)
+
+
+def test_overwrite_replaces_the_run(tmp_path):
+    main(tiny_cli(tmp_path))
+    record = main(tiny_cli(tmp_path, "--overwrite", "--epochs=1"))
+    assert [r["epoch"] for r in record["history"]] == [1]
+    assert json.loads((tmp_path / "metrics.json").read_text())["train_config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "flags,fields",
+    [
+        (["--group=m2"], ["model group: checkpoint 'r4', requested 'm2'"]),
+        (["--lr=0.5", "--seed=9"], ["training lr: checkpoint 0.01, requested 0.5", "training seed: checkpoint 0, requested 9"]),
+        (["--train-size=12"], ["data train_limit: checkpoint 16, requested 12"]),
+        (["--model=channels=8"], ["model channels: checkpoint 6, requested 8"]),
+        (["--epochs=1"], ["the checkpoint has trained 2 epochs, requested 1 (fewer)"]),
+    ],
+)
+def test_resume_refuses_other_settings_and_lists_them(tmp_path, capsys, flags, fields):
+    main(tiny_cli(tmp_path, "--max-epochs-this-run=2", "--epochs=3"))
+    last = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path, "--epochs=3", "--resume", *flags))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and str(tmp_path / "last.pt") in err
+    for field in fields:
+        assert field in err, (field, err)
+    assert (tmp_path / "last.pt").read_bytes() == last
+
+
+def test_resume_may_extend_the_epochs_and_says_so(tmp_path, capsys):
+    main(tiny_cli(tmp_path))  # 2 epochs, finished
+    capsys.readouterr()
+    record = main(tiny_cli(tmp_path, "--resume", "--epochs=3"))
+    assert [r["epoch"] for r in record["history"]] == [1, 2, 3] and record["finished"]
+
+
+def test_resume_note_is_stated(tmp_path):
+    train, valid = digits("train", 8), digits("valid", 4)
+    fit(tiny_net(), train, valid, quiet(epochs=1, batch_size=4), tmp_path)
+    logged = []
+    import gsa_tutorial.train as tm
+
+    original = tm._log
+    tm._log = lambda message, enabled: logged.append(message)
+    try:
+        record = fit(tiny_net(), train, valid, quiet(epochs=2, batch_size=4), tmp_path, resume=True)
+    finally:
+        tm._log = original
+    assert len(record["history"]) == 2
+    assert any("epochs changed from 1 to 2" in m and "recomputed" in m for m in logged), logged
+
+
+def test_resume_api_refuses_a_different_model(tmp_path):
+    train, valid = digits("train", 8), digits("valid", 4)
+    fit(tiny_net(), train, valid, quiet(epochs=2, batch_size=4, max_epochs_this_run=1), tmp_path)
+    with pytest.raises(train_module.ResumeMismatchError) as info:
+        fit(tiny_net(group="m2"), train, valid, quiet(epochs=2, batch_size=4), tmp_path, resume=True)
+    assert "model group: checkpoint 'r4', requested 'm2'" in str(info.value)
+    with pytest.raises(train_module.ResumeMismatchError, match="train_size: checkpoint 8, requested 6"):
+        fit(tiny_net(), digits("train", 6), valid, quiet(epochs=2, batch_size=4), tmp_path, resume=True)
+
+
+class PoisonedAfter(Dataset):
+    """Returns NaN images once ``after`` items have been read (a corrupt batch in a later epoch)."""
+
+    def __init__(self, base: Dataset, after: int) -> None:
+        self.base, self.after, self.reads = base, after, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        x, y = self.base[i]
+        return (torch.full_like(x, float("nan")) if self.reads > self.after else x), y
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    train = PoisonedAfter(digits("train", 8), after=8)  # epoch 1 clean, epoch 2 NaN
+    with pytest.raises(train_module.NonFiniteLossError) as info:
+        fit(tiny_net(), train, digits("valid", 4), quiet(epochs=3, batch_size=4), tmp_path)
+    message = str(info.value)
+    assert "epoch 2, step 1 of 2" in message and "after epoch 1" in message and "lower --lr" in message
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values())
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["history"]) == 1
+
+
+def test_huge_learning_rate_fails_with_exit_code_1(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path, "--lr=1e12", "--epochs=3"))
+    assert info.value.code == 1
+    assert "training stopped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_run_files_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("last.pt", "best.pt", "metrics.json", "metrics.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00garbage" * 100, None])
+def test_damaged_last_pt_is_named_on_resume(tmp_path, capsys, damage):
+    main(tiny_cli(tmp_path, "--max-epochs-this-run=1"))
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:500] if damage is None else damage)
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path, "--resume"))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(last) in err and "Delete it" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only folder")
+def test_read_only_out_fails_before_training(tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(tiny_cli(out / "run"))
+        assert info.value.code == 2 and "cannot write" in capsys.readouterr().err
+    finally:
+        out.chmod(0o755)
+
+
+def test_unwritable_folder_fails_before_the_first_epoch(tmp_path, monkeypatch):
+    """The write probe runs before training (simulated: root ignores permissions)."""
+    monkeypatch.setattr(train_module.tempfile, "TemporaryFile", lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(train_module, "_make_optimizer", lambda *a: pytest.fail("training started"))
+    with pytest.raises(train_module.RunFolderError, match=r"cannot write to the run folder .*\(Permission denied\)"):
+        fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path / "run")
+
+
+KILL_DURING_SAVE = r"""
+import sys, time, torch
+import gsa_tutorial.train as t
+out, marker = sys.argv[1], sys.argv[2]
+real_save = torch.save
+def slow_save(obj, f, *a, **k):
+    f.write(b"half a checkpoint")
+    f.flush()
+    open(marker, "w").close()
+    time.sleep(60)
+t.torch.save = slow_save
+t.main(sys.argv[3:] + ["--out=" + out])
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_kill_during_a_checkpoint_save_leaves_nothing_after_a_rerun(tmp_path, sig):
+    import signal
+
+    out, marker = tmp_path / "run", tmp_path / "saving"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DURING_SAVE, str(out), str(marker), *CLI_ARGS], env=env, cwd=REPO, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=60)
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    if sig == "SIGKILL":
+        assert leftovers, "the test did not catch the save in flight"
+    else:
+        assert leftovers == []  # SIGTERM unwinds like Ctrl-C: removed at once
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+    record = main(tiny_cli(out, "--resume"))  # the rerun
+    assert record["finished"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "metrics.json"]
+
+
+def test_train_or_load_never_loads_a_run_made_with_other_settings(tmp_path):
+    args = (digits("train", 8), digits("valid", 4))
+    train_or_load(tiny_net(), *args, quiet(epochs=1, batch_size=4), tmp_path)
+    with pytest.raises(train_module.ResumeMismatchError, match="training lr: checkpoint 0.001, requested 0.5"):
+        train_or_load(tiny_net(), *args, quiet(epochs=1, batch_size=4, lr=0.5), tmp_path)
+    with pytest.raises(train_module.ResumeMismatchError, match="model group: checkpoint 'r4', requested 'm4'"):
+        train_or_load(tiny_net(group="m4"), *args, quiet(epochs=1, batch_size=4), tmp_path)
+    _, record = train_or_load(tiny_net(), *args, quiet(epochs=2, batch_size=4), tmp_path)  # more epochs: continues
+    assert [r["epoch"] for r in record["history"]] == [1, 2]
+
+
+def test_empty_splits_are_refused():
+    data = digits("train", 8)
+    with pytest.raises(ValueError, match="train_set is empty"):
+        fit(tiny_net(), torch.utils.data.Subset(data, []), data, quiet(epochs=1))
+    with pytest.raises(ValueError, match="valid_set is empty .* model selection"):
+        fit(tiny_net(), data, torch.utils.data.Subset(data, []), quiet(epochs=1))
+    with pytest.raises(ValueError, match="evaluate: the dataset is empty"):
+        evaluate(tiny_net(), torch.utils.data.Subset(data, []))
+
+
+def test_resume_without_last_pt_does_not_silently_start_afresh(tmp_path, capsys):
+    main(tiny_cli(tmp_path))
+    (tmp_path / "last.pt").unlink()
+    with pytest.raises(SystemExit) as info:
+        main(tiny_cli(tmp_path, "--resume"))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "no last.pt" in err and "--overwrite" in err
