@@ -187,7 +187,7 @@ def _data(spec: PretrainedSpec):
 
     from .data import get_dataset
 
-    kw = {"seed": spec.data_seed} if spec.dataset.endswith("rotated") else {}
+    kw: dict[str, Any] = {"seed": spec.data_seed} if spec.dataset.endswith("rotated") else {}
     train = get_dataset(spec.dataset, "train", **kw)
     if spec.train_size is not None:
         train = Subset(train, range(spec.train_size))

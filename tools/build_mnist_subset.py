@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 from gsa_tutorial.data import MNIST_MINI_SIZES, MNISTIDX, load_mnist_idx, md5sum  # noqa: E402
 
 
-
 def default_mnist_dir() -> Path:
     """``shared/data/mnist`` beside the repository or beside one of its parents (a git worktree)."""
     for parent in REPO.parents:
