@@ -84,7 +84,7 @@ def test_gsanet_features_are_equivariant(group):
 
 def test_gsanet_with_official_group_encoding_is_not_invariant():
     """Negative control: the official code's group index breaks invariance (chapter 6)."""
-    net = tiny_net("r4", 8, group_encoding="official")
+    net = tiny_net("r4", 8, group_encoding="official", query="all")
     errors = equivariance_error(net.eval(), "r4", images(8))
     assert max(errors.values()) > 1e-6, errors
 
