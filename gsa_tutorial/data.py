@@ -1171,7 +1171,7 @@ class SyntheticDigits(_InMemoryImages):
 # Real digits shipped with the package (MNIST subset, offline)
 # ---------------------------------------------------------------------------------------
 
-#: The split of the shipped digits: the file holds them in this order, train then valid then test.
+#: The split of the shipped digits (the file holds them in this order, train then valid then test).
 MNIST_MINI_SIZES = {"train": 2500, "valid": 500, "test": 1000}
 #: sha256 of ``gsa_tutorial/assets/mnist_mini.npz`` as built by ``tools/build_mnist_subset.py``.
 MNIST_MINI_SHA256 = "3cf9c7dbd65fab271f6f5518f2d01cc8bc005558fc18d0eb646cbf617a67b62e"

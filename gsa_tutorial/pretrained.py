@@ -10,7 +10,7 @@ chapter 8 are trained once, by one command,
 
 and their weights ship in ``gsa_tutorial/assets/pretrained/`` with a ``manifest.json`` that
 holds, per record: the weights file and its sha256, the *full* model config
-(:meth:`GSANetConfig.to_dict`, so a record keeps loading the architecture it was trained with
+(:meth:`gsa_tutorial.model.GSANetConfig.to_dict`, so a record keeps loading the architecture it was trained with
 even when a default changes) and training config, the data set and split sizes, the seeds, the
 torch version, the measured validation and test accuracies, and the sha256 of the weights
 after the first epoch (:func:`state_dict_sha256`), which the tests reproduce by retraining.
@@ -74,7 +74,7 @@ def _upright(group: str) -> tuple[str, PretrainedSpec]:
     return f"upright-{group}-seed0", PretrainedSpec(group, "mnist-mini", 0, epochs=6, train_size=1000)
 
 
-#: Chapter 8's runs: Z2 and R4 on rotated digits (three seeds each: the rotated-MNIST protocol;
+#: Chapter 8's runs, Z2 and R4 on rotated digits (three seeds each, the rotated-MNIST protocol;
 #: 2,000 training digits, 8 epochs) and on upright digits (one seed each, 1,000 digits, 6 epochs:
 #: train upright, test rotated). Sized so that all eight train in about 20 minutes of one
 #: core (an R4 run on 2,000 digits takes 5-8 minutes there); the slowest come first.
@@ -275,8 +275,9 @@ def accuracy_by_angle(model: nn.Module, dataset, *, bins: int = 12, batch_size: 
         bins: number of equal angle bins over ``[0, 2π)``.
 
     Returns:
-        ``{"accuracy": overall, "angles": bin centres (radians), "bin_accuracy": per bin,
-        "bin_count": digits per bin, "correct": (N,) bool tensor}``.
+        A dict with ``"accuracy"`` (overall), ``"angles"`` (bin centres, radians),
+        ``"bin_accuracy"`` (per bin), ``"bin_count"`` (digits per bin) and ``"correct"``
+        (an ``(N,)`` bool tensor).
     """
     images, labels = dataset.tensors()  # (N, 1, H, W), (N,)
     angles = torch.as_tensor(dataset.angles, dtype=torch.float64)  # (N,)

@@ -40,7 +40,7 @@ Run safety (nothing silent, no run lost):
   ``epochs`` is allowed and stated);
 * a NaN/inf loss stops the run with :class:`NonFiniteLossError`; nothing of the failed epoch
   is saved, so ``last.pt`` is the last good epoch;
-* checkpoints and metrics are written with :func:`gsa_tutorial._io.atomic_write` (normal
+* checkpoints and metrics are written with ``gsa_tutorial._io.atomic_write`` (normal
   permissions under the umask; temporary files of a killed run removed by the next run);
   a damaged checkpoint gives a :class:`CheckpointError` naming the file and what to do;
 * the CLI checks every flag, the run folder and (with ``--resume``) the checkpoint's
@@ -182,7 +182,7 @@ class TrainConfig:
         validate_train_config(self)
 
 
-#: TrainConfig fields that may differ between a checkpoint and a resumed run: they change how
+#: TrainConfig fields that may differ between a checkpoint and a resumed run; they change how
 #: long this call runs, what it prints or where, not what is learned. ``epochs`` may change too
 #: (extend or shorten a run that has not passed the new end): the schedule is then recomputed
 #: for the new length, which :func:`fit` states when it resumes.
@@ -344,7 +344,7 @@ def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`gsa_tutorial._io.atomic_write`: a temporary file in the same
+    """``torch.save`` through ``gsa_tutorial._io.atomic_write``: a temporary file in the same
     folder, renamed when complete (never a half-written checkpoint; the temporary files of a
     killed process are removed by the next save; normal file permissions)."""
     with atomic_write(path, "wb") as f:
