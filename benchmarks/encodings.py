@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gsa_tutorial.stored import recommend_encoding as recommend  # the rule lives in the package (chapter 6 uses it)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "encodings.json"
 
 #: (name, group, group_encoding, query) of the R4 and Z2 variants; M4 gets the best two R4 choices.
@@ -112,22 +114,6 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "s_per_epoch_std": statistics.stdev(sec) if len(sec) > 1 else 0.0,
         }
     return out
-
-
-def recommend(summary: dict[str, dict[str, Any]]) -> str:
-    """The R4 choice the presets default to: the best accuracy per cost.
-
-    Among the R4 variants, take the one with the highest mean test accuracy; every variant whose
-    mean lies within one standard deviation (of either) of it is as good as the data can tell, and
-    of those the one with the least time per epoch wins. Returns the variant's name (e.g. ``"r4-own"``).
-    """
-    r4 = {name: row for name, row in summary.items() if row["group"] == "r4"}
-    if not r4:
-        raise ValueError("the summary has no R4 variant")
-    best = max(r4.values(), key=lambda row: row["test_acc_mean"])
-    tied = [name for name, row in r4.items()
-            if best["test_acc_mean"] - row["test_acc_mean"] <= max(best["test_acc_std"], row["test_acc_std"])]
-    return min(tied, key=lambda name: r4[name]["s_per_epoch_mean"])
 
 
 def _meta(args: argparse.Namespace, sizes: tuple[int, int, int]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ class GSANetConfig:
     # "pair" (exactly equivariant) or "official" (the official code's table; NOT equivariant),
     # and which query elements feed each output element: "all" (the paper's sum over h̃) or
     # "own" (h̃ = h, with e(h⁻¹ĥ)). Default "relative" + "own", by measurement
-    # (benchmarks/results/encodings.json, rule benchmarks.encodings.recommend): on rotated MNIST
+    # (benchmarks/results/encodings.json, rule gsa_tutorial.stored.recommend_encoding): on rotated MNIST
     # digits (small preset, 3 seeds) the four exact R4 choices were within one standard deviation
     # of the best (gevit 50.6 ± 3.6 %, pair 48.9 ± 2.2 %, own 48.6 ± 2.5 %, relative + all
     # 47.4 ± 1.8 %), and "own" is the cheapest that sees orientation: 0.12x the time and 0.044x the

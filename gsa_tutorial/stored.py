@@ -15,7 +15,7 @@ import json
 from importlib import resources
 from typing import Any
 
-__all__ = ["STORED_RESULTS", "load_results"]
+__all__ = ["STORED_RESULTS", "load_results", "recommend_encoding"]
 
 #: The result files shipped with the package (names without ``.json``) and what measures each.
 STORED_RESULTS = {
@@ -39,3 +39,23 @@ def load_results(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{name}.json is missing from gsa_tutorial/results (measured by: {STORED_RESULTS[name]}); reinstall the package")
     return json.loads(path.read_text())
+
+
+def recommend_encoding(summary: dict[str, dict[str, Any]]) -> str:
+    """The R4 group-encoding choice the presets default to: the best accuracy per cost.
+
+    ``summary`` is the ``"summary"`` of the stored study (``load_results("encodings")``). Among its
+    R4 variants take the one with the highest mean test accuracy; every variant whose mean lies
+    within one standard deviation (of either) of it is as good as the data can tell, and of those
+    the one with the least time per epoch wins. Returns the variant's name (e.g. ``"r4-own"``).
+
+    Raises:
+        ValueError: the summary has no R4 variant.
+    """
+    r4 = {name: row for name, row in summary.items() if row["group"] == "r4"}
+    if not r4:
+        raise ValueError(f"the summary has no R4 variant (variants: {', '.join(summary) or 'none'})")
+    best = max(r4.values(), key=lambda row: row["test_acc_mean"])
+    tied = [name for name, row in r4.items()
+            if best["test_acc_mean"] - row["test_acc_mean"] <= max(best["test_acc_std"], row["test_acc_std"])]
+    return min(tied, key=lambda name: r4[name]["s_per_epoch_mean"])
