@@ -1,0 +1,18 @@
+"""Checked exercises: one checker per coding exercise of the book.
+
+Each checker takes the reader's answer (usually a function), compares it with the package in
+float64 and checks its equivariance with :mod:`gsa_tutorial.testing`, and returns a
+:class:`Feedback` that says what is right, what is wrong (with the numbers: which group element
+breaks equivariance and by how much, where an output differs) and a hint. It never answers
+just "False". An answer that still raises ``NotImplementedError`` (every scaffold does) is
+reported as "not implemented yet" and the notebook goes on.
+
+Chapter modules (``ch02`` …) hold the checkers of one chapter each; every checker is
+re-exported here, so a notebook writes ``from gsa_tutorial.exercises import check_...``.
+"""
+
+from __future__ import annotations
+
+from ._core import STRICT_ENV, Check, ExerciseFailed, Feedback, checker, strict
+
+__all__ = ["STRICT_ENV", "Check", "ExerciseFailed", "Feedback", "checker", "strict"]
