@@ -130,6 +130,69 @@ def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Ten
     return _SoftmaxLSE.apply(x, dim)
 
 
+class _JointSum(torch.autograd.Function):
+    """``out[h] = Σ_t Σ_{k,s} U[h,t,k]·a[t,k,s]·e[h,t,s]·v[k,s]``: the group layer's values summed with
+    the joint weights ``U·a·e``, which are never stored.
+
+    The joint weights are a ``|H|³·k²`` tensor per pixel; forward keeps only their sum over ``t``
+    (``|H|²·k²``) and backward rebuilds the three products it needs from the factors (five
+    passes over a ``|H|³·k²`` tensor in all, against about twenty-five for autograd through the
+    explicit weights and their recomputation).
+
+    Shapes (leading batch axes ``…``): ``a (…, t, K, s)``, ``e (…, h, t, s)``, ``U (…, h, t, K)``,
+    ``v (…, K, s, d)`` -> ``(…, h, d)``.
+    """
+
+    #: Pixels per block: the ``|H|³·k²`` products of one block stay in the processor's cache.
+    block_numbers = 2**17
+
+    @staticmethod
+    def _blocks(a: torch.Tensor, e: torch.Tensor) -> list[slice]:
+        """Slices of the pixel axis (``-4`` of ``a``, after flattening the leading axes)."""
+        rows = a.shape[:-3].numel()
+        per_row = e.shape[-3] * a.shape[-3] * a.shape[-2] * a.shape[-1]  # h·t·K·s
+        step = max(1, _JointSum.block_numbers // max(per_row, 1))
+        return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, e: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        lead = a.shape[:-3]
+        a2, e2, u2 = a.reshape(-1, *a.shape[-3:]), e.reshape(-1, *e.shape[-3:]), u.reshape(-1, *u.shape[-3:])
+        total = a2.new_empty(a2.shape[0], e2.shape[-3], a2.shape[-2], a2.shape[-1])  # (rows, h, K, s)
+        for rows in _JointSum._blocks(a, e):
+            joint = a2[rows].unsqueeze(1) * e2[rows].unsqueeze(-2)  # a·e: (rows, h, t, K, s)
+            torch.sum(joint.mul_(u2[rows].unsqueeze(-1)), dim=2, out=total[rows])  # Σ_t U·a·e
+        total = total.view(*lead, *total.shape[1:])
+        ctx.save_for_backward(a, e, u, v, total)
+        return total.flatten(-2) @ v.flatten(-3, -2)  # (…, h, K·s) @ (…, K·s, d)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        a, e, u, v, total = ctx.saved_tensors
+        values = v.flatten(-3, -2)  # (…, K·s, d)
+        grad_v = (total.flatten(-2).transpose(-1, -2) @ grad).view_as(v)  # Σ_h total·g: (…, K, s, d)
+        gv = (grad @ values.transpose(-1, -2)).view(-1, *total.shape[-3:])  # g·v: (rows, h, K, s)
+        a2, e2, u2 = a.reshape(-1, *a.shape[-3:]), e.reshape(-1, *e.shape[-3:]), u.reshape(-1, *u.shape[-3:])
+        grad_a, grad_e, grad_u = torch.empty_like(a2), torch.empty_like(e2), torch.empty_like(u2)
+        for rows in _JointSum._blocks(a, e):
+            g = gv[rows].unsqueeze(2)  # (rows, h, 1, K, s)
+            ug = g * u2[rows].unsqueeze(-1)  # U·(g·v): (rows, h, t, K, s)
+            ea = e2[rows].unsqueeze(-2)  # (rows, h, t, 1, s)
+            torch.sum(ug * ea, dim=1, out=grad_a[rows])  # Σ_h U e (g·v)
+            aa = a2[rows].unsqueeze(1)  # (rows, 1, t, K, s)
+            torch.sum(ug.mul_(aa), dim=-2, out=grad_e[rows])  # Σ_k U a (g·v)
+            torch.sum((aa * ea).mul_(g), dim=-1, out=grad_u[rows])  # Σ_s a e (g·v)
+        return grad_a.view_as(a), grad_e.view_as(e), grad_u.view_as(u), grad_v
+
+
+def joint_sum(a: torch.Tensor, e: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``Σ_t Σ_{k,s} U[h,t,k] a[t,k,s] e[h,t,s] v[k,s]`` (see :class:`_JointSum`); 16-bit inputs in float32."""
+    if a.dtype in (torch.float16, torch.bfloat16):
+        return _JointSum.apply(a.float(), e.float(), u.float(), v.float()).to(a.dtype)
+    return _JointSum.apply(a, e, u, v)
+
+
 def _inside_mask(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
     """``mask[n, k]`` is True where key ``k`` of query ``n`` lies inside the image.  Shape ``(N, K)``."""
     ones = torch.ones(1, 1, height, width, device=device)
@@ -474,7 +537,10 @@ class GroupSelfAttention(_SelfAttentionBase):
         The inner softmax (over the key's element ``s`` inside each key pixel) is shared by every
         ``h`` when ``C`` does not depend on ``h`` (``"relative"``, and ``query="own"``): ``|H|²·k²``
         numbers per pixel and head. For the other tables it is computed for a few ``h`` at a time
-        (``|H|³·k²`` work, but never a ``|H|³·k²`` tensor for the whole map). Large inputs are
+        (``|H|³·k²`` work, but never a ``|H|³·k²`` tensor for the whole map): shifted by the maxima
+        of ``A`` and of ``C`` separately, the inner sums are matmuls of two small exponentials and the
+        values are summed by :class:`_JointSum`, which keeps no ``|H|³·k²`` tensor for the backward
+        pass (where those sums would lose digits, the chunk falls back to the max of ``A + C``). Large inputs are
         computed one head at a time and, under autograd, recomputed in the backward pass
         (:func:`torch.utils.checkpoint.checkpoint`) instead of storing the scores
         (:attr:`chunk_elements`). Windows are gathered pixels-first (:func:`neighbour_index`), so
@@ -546,19 +612,55 @@ class GroupSelfAttention(_SelfAttentionBase):
             out = weights.reshape(B, m, N, G, K * G) @ v_bar.reshape(B, m, N, K * G, d)  # Σ_t Σ_k: (B, m, N, h, d)
             return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
 
+        # C depends on h. The inner sums are shifted by the maxima of A over s (per t, k) and of C
+        # over s (per h, t), not by the maximum of A + C: exp(A + C - mA - mC) is then the product
+        # a·c of two small exponentials, Σ_s a·c is a matmul, and no exponential, max or sum runs
+        # over a |H|³·k² tensor. The shifts are constants of the softmax (detached: exact gradients).
+        shift_a = content.detach().amax(dim=-2, keepdim=True)  # mA: (B, m, N, K, 1, t)
+        a = (content - shift_a).exp()  # (B, m, N, K, s, t), max 1 over s
+        a_tks = a.permute(0, 1, 2, 5, 3, 4)  # (B, m, N, t, K, s)
+        shift_k = shift_a.squeeze(-2).unsqueeze(3)  # mA as a k-logit: (B, m, N, 1, K, t)
+        floor = self._underflow_floor(a.dtype)  # below it Σ_s a·c loses digits
         chunks = []
-        for h0 in range(0, G, h_chunk):  # C depends on h: a few output elements at a time
+        for h0 in range(0, G, h_chunk):  # a few output elements at a time
             hs = slice(h0, min(h0 + h_chunk, G))
             c = hs.stop - hs.start
             index_hts = self.group_index[hs].expand(B, m, N, c, G, G)  # T[h, t, s]: (B, m, N, c, t, s)
-            group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, c, -1, -1), -1, index_hts).transpose(-1, -2)  # C^T: (B, m, N, c, s, t)
-            logits = content.unsqueeze(3) + group_part.unsqueeze(4)  # A + C: (B, m, N, c, K, s, t); finite
-            probs, lse = softmax_lse(logits, dim=-2)  # softmax_s: (B, m, N, c, K, s, t), (B, m, N, c, K, t)
-            lse = lse.masked_fill(outside[:, None, :, None], float("-inf"))
-            weights, _ = softmax_lse(spatial[:, :, :, hs] + lse, dim=-2)  # softmax_k: (B, m, N, c, K, t)
-            total = (probs * weights.unsqueeze(-2)).sum(-1)  # Σ_t of the joint weights: (B, m, N, c, K, s)
-            chunks.append(total.view(B, m, N, c, 1, K * G) @ v_nb.view(B, m, N, 1, K * G, d))  # Σ_k Σ_s: (B, m, N, c, 1, d)
-        return torch.cat(chunks, dim=3).squeeze(4).permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
+            group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, c, -1, -1), -1, index_hts)  # C: (B, m, N, c, t, s)
+            shift_c = group_part.detach().amax(dim=-1, keepdim=True)  # mC: (B, m, N, c, t, 1)
+            e = (group_part - shift_c).exp()  # (B, m, N, c, t, s), max 1 over s
+            inner = a_tks @ e.permute(0, 1, 2, 4, 5, 3)  # S[h,t,k] = Σ_s a c: (B, m, N, t, K, c)
+            inner = inner.permute(0, 1, 2, 5, 4, 3)  # (B, m, N, c, K, t)
+            if bool((inner.detach() < floor).any()):  # A and C peak at far-apart s: the exact path
+                chunks.append(self._h_chunk_exact(content, group_part, spatial[:, :, :, hs], outside, v_nb))
+                continue
+            logits_k = (spatial[:, :, :, hs] + shift_k + inner.log()).masked_fill(outside[:, None, :, None], float("-inf"))
+            weights, _ = softmax_lse(logits_k, dim=-2)  # softmax_k of B + LSE_s(A + C): (B, m, N, c, K, t)
+            scale_ht = (weights / inner).transpose(-1, -2)  # the joint weight is U·a·c: U (B, m, N, c, t, K)
+            chunks.append(joint_sum(a_tks, e, scale_ht, v_nb))  # Σ_t Σ_k Σ_s: (B, m, N, c, d)
+        return torch.cat(chunks, dim=3).permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
+
+    @staticmethod
+    def _underflow_floor(dtype: torch.dtype) -> float:
+        """Smallest trusted ``Σ_s a·c``: below ``tiny / eps`` its terms are subnormal and lose digits."""
+        return torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+
+    @staticmethod
+    def _h_chunk_exact(
+        content: torch.Tensor, group_part: torch.Tensor, spatial: torch.Tensor, outside: torch.Tensor, v_nb: torch.Tensor
+    ) -> torch.Tensor:
+        """One chunk of output elements with the max of ``A + C`` itself as the shift (never loses digits).
+
+        content ``(B, m, N, K, s, t)``, C ``(B, m, N, c, t, s)``, spatial ``(B, m, N, c, K, t)``,
+        values ``(B, m, N, K, s, d)`` -> ``(B, m, N, c, d)``.
+        """
+        B, m, N, K, G, _ = content.shape
+        c, d = group_part.shape[3], v_nb.shape[-1]
+        logits = content.unsqueeze(3) + group_part.transpose(-1, -2).unsqueeze(4)  # A + C: (B, m, N, c, K, s, t)
+        probs, lse = softmax_lse(logits, dim=-2)  # softmax_s, LSE_s: (B, m, N, c, K, s, t), (B, m, N, c, K, t)
+        weights, _ = softmax_lse(spatial + lse.masked_fill(outside[:, None, :, None], float("-inf")), dim=-2)  # softmax_k
+        total = probs @ weights.unsqueeze(-1)  # Σ_t of the joint weights: (B, m, N, c, K, s, 1)
+        return (total.view(B, m, N, c, 1, K * G) @ v_nb.view(B, m, N, 1, K * G, d)).squeeze(4)  # (B, m, N, c, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)

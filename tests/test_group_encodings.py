@@ -201,3 +201,23 @@ def test_equivariance_error_of_the_official_table_grows_with_the_embedding():
             lay.group_embedding.copy_(scale * layer("r4", "official", seed=1).group_embedding)
         errors.append(max(equivariance_error(lay, "r4", x).values()))
     assert errors[0] < 1e-12 < errors[1] < errors[2]
+
+
+@pytest.mark.parametrize("encoding", ["gevit", "pair", "official"])
+def test_exact_fallback_of_the_h_dependent_path(encoding, monkeypatch):
+    """Where Σ_s a·c would underflow, the chunk is computed with the max of A + C as the shift;
+    forced everywhere, that path equals the dense reference too, gradients included."""
+    lay = layer("m4", encoding, "all", 3, heads=2, dim_head=3)
+    x = lifted("m4", 5, batch=2).requires_grad_()
+    calls = []
+    exact = GroupSelfAttention._h_chunk_exact
+    monkeypatch.setattr(GroupSelfAttention, "_underflow_floor", staticmethod(lambda dtype: float("inf")))
+    monkeypatch.setattr(GroupSelfAttention, "_h_chunk_exact", staticmethod(lambda *a: calls.append(1) or exact(*a)))
+    results = {}
+    for impl in ("factorized", "dense"):
+        lay.implementation = impl
+        y = lay(x)
+        results[impl] = (y, *torch.autograd.grad((y * y.sin()).sum(), [x, lay.group_embedding, lay.to_q.weight]))
+    assert calls, "the exact path was not taken"
+    for a, b in zip(results["factorized"], results["dense"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
