@@ -64,6 +64,7 @@ def check_input(
     ranks: tuple[int, ...],
     who: str | None = None,
     integer_hint: str = "",
+    channels: int | None = None,
 ) -> None:
     """Check a module's input: a tensor of rank in ``ranks``, no empty axis, the module's dtype and device.
 
@@ -74,6 +75,7 @@ def check_input(
         ranks: accepted ``x.dim()`` values.
         who: the name in messages (default: the class name).
         integer_hint: added to the message for integer inputs (how to convert them).
+        channels: the number of channels (axis 1) the module expects (None: not checked).
 
     Raises:
         TypeError: not a tensor, or a dtype other than the module's (see the module docstring).
@@ -84,6 +86,11 @@ def check_input(
         raise TypeError(f"{who} expects a tensor of shape {layout}, got {type(x).__name__}")
     if x.dim() not in ranks:
         raise ValueError(f"{who} expects input of shape {layout}, got shape {tuple(x.shape)} (rank {x.dim()})")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{who} expects {channels} input channels: a tensor of shape {layout} with {channels} channels on axis 1, "
+            f"got shape {tuple(x.shape)}"
+        )
     if x.numel() == 0:
         raise ValueError(
             f"{who} expects a non-empty input of shape {layout}, got shape {tuple(x.shape)} "
@@ -141,11 +148,10 @@ def check_float(
 
 
 def check_dropout(name: str, value: Any, *, owner: str = "") -> float:
-    """A dropout probability: a finite number in ``[0, 1)``."""
-    p = check_float(name, value, low=0.0, high=1.0, owner=owner)
-    if p >= 1.0:
-        raise ValueError(f"{owner + '.' if owner else ''}{name} must be in [0, 1), got {value!r}")
-    return p
+    """A dropout probability: a number in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{owner + '.' if owner else ''}{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 def check_window(value: Any, *, allow_none: bool = True, owner: str = "") -> int | None:

@@ -187,9 +187,7 @@ class _SelfAttentionBase(nn.Module):
     def _check_input(self, x: torch.Tensor, rank: int) -> None:
         """Rank, channels, group axis, non-empty, and the dtype rule of :mod:`gsa_tutorial._checks`."""
         layout = "(B, C, H, W)" if rank == 4 else "(B, C, |H|, H, W)"
-        check_input(self, x, layout=layout, ranks=(rank,))
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels (axis 1), got shape {tuple(x.shape)}")
+        check_input(self, x, layout=layout, ranks=(rank,), channels=self.in_channels)
         if rank == 5 and x.shape[2] != self.group.order:
             raise ValueError(
                 f"{type(self).__name__} over {self.group.name} expects a group axis of size {self.group.order} "
