@@ -70,20 +70,21 @@ class Stage:
     """One step of a GSA-Net's layout: what :meth:`GSANetConfig.stages` lists, and what
     :class:`GSANet`, :meth:`GSANetConfig.feature_sizes` and the network diagram of chapter 7 read.
 
-    Attributes:
-        kind: ``"input"`` (standardise, then ``pool x pool`` average pooling if ``pool > 1``),
-            ``"lifting"`` (lifting self-attention + norm + act), ``"block"`` (a
-            :class:`~gsa_tutorial.layers.TransformerBlock`), ``"pool"`` (2x2 max pooling) or
-            ``"head"`` (invariant pooling + linear classifier).
-        in_channels, out_channels: widths before and after the stage (``out_channels`` of the head:
-            the number of classes).
-        size: ``(height, width)`` of the map after the stage, or None where no input size was
-            given (and for the head, whose output has no pixels).
-        heads, dim_head: of the attention (lifting and blocks; 0 otherwise).
-        crop: pixels removed from every side after the block's attention (blocks; 0 otherwise).
-        pool: pooling factor (input: ``input_pool``; pool: 2; 1 otherwise).
-        block: blocks: their number (from 1); pools: the number of blocks before them (0: right
-            after the lifting layer); 0 otherwise.
+    Fields:
+
+    * ``kind``: ``"input"`` (standardise, then ``pool x pool`` average pooling if ``pool > 1``),
+      ``"lifting"`` (lifting self-attention + norm + act), ``"block"`` (a
+      :class:`~gsa_tutorial.layers.TransformerBlock`), ``"pool"`` (2x2 max pooling) or ``"head"``
+      (invariant pooling + linear classifier), see :data:`STAGE_KINDS`;
+    * ``in_channels``, ``out_channels``: widths before and after the stage (the head's
+      ``out_channels`` is the number of classes);
+    * ``size``: ``(height, width)`` of the map after the stage, or None where no input size was
+      given (and for the head, whose output has no pixels);
+    * ``heads``, ``dim_head``: of the attention (lifting and blocks; 0 otherwise);
+    * ``crop``: pixels removed from every side after the block's attention (blocks; 0 otherwise);
+    * ``pool``: pooling factor (input: ``input_pool``; pool: 2; 1 otherwise);
+    * ``block``: blocks: their number (from 1); pools: the number of blocks before them (0: right
+      after the lifting layer); 0 otherwise.
     """
 
     kind: str

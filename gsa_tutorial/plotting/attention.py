@@ -37,7 +37,7 @@ def plot_attention_map(
 
     Args:
         image: the input, ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)`` (first sample, mean of channels).
-        weights: ``(K,)`` for this query or ``(N, K)`` for one head (see :func:`window_to_image`),
+        weights: ``(K,)`` for this query or ``(N, K)`` for one head (see :func:`gsa_tutorial.windows.window_to_image`),
             e.g. ``layer.attention_weights(x)[0, head]``.
         query: ``(row, col)`` of the query pixel.
         window: the window size ``k`` (``K = k*k``); inferred from ``weights`` when omitted. For
