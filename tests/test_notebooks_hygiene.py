@@ -304,10 +304,11 @@ MODULES = sorted(
 )
 
 
-def module_file(module: str) -> Path:
-    """The file that defines gsa_tutorial.<module>: x.py, or x/__init__.py for a subpackage."""
+def module_files(module: str) -> list[Path]:
+    """The files that define gsa_tutorial.<module>: x.py, or every file of the subpackage x/
+    (its __init__ re-exports names defined in its modules)."""
     path = PACKAGE / f"{module}.py"
-    return path if path.is_file() else PACKAGE / module / "__init__.py"
+    return [path] if path.is_file() else sorted((PACKAGE / module).glob("*.py"))
 
 
 def documented_attributes(path: Path) -> set[str]:
@@ -352,7 +353,7 @@ def test_every_public_name_has_a_docstring(module: str) -> None:
     assert mod.__doc__ and mod.__doc__.strip(), f"gsa_tutorial.{module} has no module docstring"
     names = getattr(mod, "__all__", None)
     assert names, f"gsa_tutorial.{module} must list its public names in __all__"
-    attribute_docs = documented_attributes(module_file(module))
+    attribute_docs = set().union(*(documented_attributes(f) for f in module_files(module)))
     undocumented = []
     for name in names:
         obj = getattr(mod, name)
