@@ -11,6 +11,13 @@ the conversion to write, ``x.float() / 255``.
 
 Other checks: the input is a tensor of the documented rank, with no axis of size 0, on the
 module's device (:class:`ValueError`, naming the expected layout and the shape given).
+
+**Option values** (constructor arguments and config fields) are checked here too, so that the
+layers, :class:`~gsa_tutorial.model.GSANetConfig` and the command line refuse a bad value with
+the same message: integers (:func:`check_int`), numbers in a range (:func:`check_float`,
+:func:`check_dropout`), a window size (:func:`check_window`), a name from a list
+(:func:`check_choice`), the group layer's encoding and query (:func:`check_group_encoding`) and
+the MLP width (:func:`mlp_hidden`). A bad option value is a :class:`ValueError` whatever its type.
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_input", "check_int", "check_float"]
+__all__ = [
+    "check_input",
+    "check_int",
+    "check_float",
+    "check_dropout",
+    "check_window",
+    "check_choice",
+    "check_group_encoding",
+    "mlp_hidden",
+]
 
 
 def _reference(module: nn.Module) -> torch.Tensor | None:
@@ -48,6 +64,7 @@ def check_input(
     ranks: tuple[int, ...],
     who: str | None = None,
     integer_hint: str = "",
+    channels: int | None = None,
 ) -> None:
     """Check a module's input: a tensor of rank in ``ranks``, no empty axis, the module's dtype and device.
 
@@ -58,6 +75,7 @@ def check_input(
         ranks: accepted ``x.dim()`` values.
         who: the name in messages (default: the class name).
         integer_hint: added to the message for integer inputs (how to convert them).
+        channels: the number of channels (axis 1) the module expects (None: not checked).
 
     Raises:
         TypeError: not a tensor, or a dtype other than the module's (see the module docstring).
@@ -68,6 +86,11 @@ def check_input(
         raise TypeError(f"{who} expects a tensor of shape {layout}, got {type(x).__name__}")
     if x.dim() not in ranks:
         raise ValueError(f"{who} expects input of shape {layout}, got shape {tuple(x.shape)} (rank {x.dim()})")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{who} expects {channels} input channels: a tensor of shape {layout} with {channels} channels on axis 1, "
+            f"got shape {tuple(x.shape)}"
+        )
     if x.numel() == 0:
         raise ValueError(
             f"{who} expects a non-empty input of shape {layout}, got shape {tuple(x.shape)} "
@@ -100,10 +123,11 @@ def check_int(name: str, value: Any, *, minimum: int = 1, owner: str = "") -> in
     """``value`` as an int ``>= minimum``; refuses bools, floats and strings (:class:`ValueError`, as for
     every bad option value in this package: the option is wrong, whatever its type)."""
     where = f"{owner}." if owner else ""
+    want = "a positive integer (>= 1)" if minimum == 1 else f"an integer >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{where}{name} must be {want}, got {value!r} ({type(value).__name__})")
     if value < minimum:
-        raise ValueError(f"{where}{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{where}{name} must be {want}, got {value!r}")
     return value
 
 
@@ -121,3 +145,62 @@ def check_float(
     if not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
         raise ValueError(f"{where}{name} must be a finite number {want}, got {value!r}")
     return v
+
+
+def check_dropout(name: str, value: Any, *, owner: str = "") -> float:
+    """A dropout probability: a number in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{owner + '.' if owner else ''}{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_window(value: Any, *, allow_none: bool = True, owner: str = "") -> int | None:
+    """A window size: a positive odd integer ``k`` (a ``k x k`` neighbourhood), or ``None`` (global attention)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        where = f"{owner}." if owner else ""
+        alternative = " or None (global attention)" if allow_none else ""
+        raise ValueError(f"{where}window must be a positive odd integer (k for a k x k neighbourhood){alternative}, got {value!r}")
+    return value
+
+
+def _alternatives(choices: tuple[str, ...]) -> str:
+    quoted = [repr(c) for c in choices]
+    if len(quoted) <= 2:
+        return " or ".join(quoted)
+    return "one of " + ", ".join(quoted)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], *, owner: str = "", hint: str = "") -> str:
+    """``value`` if it is one of ``choices``; else a :class:`ValueError` that lists them (``hint`` appended)."""
+    if not isinstance(value, str) or value not in choices:
+        where = f"{owner}." if owner else ""
+        raise ValueError(f"{where}{name} must be {_alternatives(choices)}, got {value!r}{hint}")
+    return value
+
+
+def check_group_encoding(encoding: Any, query: Any, encodings: tuple[str, ...], *, owner: str = "") -> tuple[str, str]:
+    """The group layer's ``group_encoding`` (one of ``encodings``) and ``query`` (``"all"`` or ``"own"``).
+
+    ``query="own"`` keeps only the query's own element ``h̃ = h`` with the group term ``e(h⁻¹ĥ)``,
+    which is the ``"relative"`` table read at ``h̃ = h``: it accepts no other encoding.
+    """
+    hint = " ('equivariant' was renamed 'relative')" if encoding == "equivariant" else ""
+    check_choice("group_encoding", encoding, encodings, owner=owner, hint=hint)
+    check_choice("query", query, ("all", "own"), owner=owner, hint=" (all: sum over the query's group elements; own: h̃ = h)")
+    if query == "own" and encoding != "relative":
+        raise ValueError(f"query='own' uses the group term e(h⁻¹ĥ) and accepts only group_encoding='relative', got {encoding!r}")
+    return encoding, query
+
+
+def mlp_hidden(channels: int, mlp_ratio: Any, *, owner: str = "") -> int:
+    """Hidden width ``round(channels * mlp_ratio)`` of a block's pointwise MLP; refuses a ratio that gives none."""
+    ratio = check_float("mlp_ratio", mlp_ratio, low=0.0, low_open=True, owner=owner)
+    if channels * ratio < 0.5:  # would round to no hidden channel at all
+        where = f"{owner}." if owner else ""
+        raise ValueError(
+            f"{where}mlp_ratio={mlp_ratio!r} gives {channels * ratio:.3g} hidden MLP channels for {channels} channels; "
+            f"use mlp_ratio >= {1 / (2 * channels):.3g} (at least one hidden channel)"
+        )
+    return max(int(round(channels * ratio)), 1)

@@ -53,11 +53,10 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._checks import check_input, check_int
+from ._checks import check_choice, check_group_encoding, check_input, check_int, check_window
 from .groups import Group, get_group
 from .positional import (
     GROUP_ENCODINGS,
@@ -66,22 +65,11 @@ from .positional import (
     group_encoding_size,
     relative_group_index,
     transformed_offsets,
-    window_offsets,
 )
+from .windows import gather_windows, inside_mask, neighbour_index, pad_for_windows, window_offsets
+from .windows import unfold_neighbourhood as unfold_neighbourhood  # importable here as before; its home is gsa_tutorial.windows
 
-__all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention", "unfold_neighbourhood", "neighbour_index"]
-
-
-def unfold_neighbourhood(x: torch.Tensor, window: int) -> torch.Tensor:
-    """The ``window x window`` neighbourhood of every pixel, zero outside the image.
-
-    Shape:
-        x ``(B, C, H, W)`` -> ``(B, C, N, K)`` with ``N = H*W`` (row-major) and ``K = window**2``
-        in the order of :func:`gsa_tutorial.positional.window_offsets`.
-    """
-    B, C, H, W = x.shape
-    cols = F.unfold(x, kernel_size=window, padding=window // 2)  # (B, C*K, N)
-    return cols.view(B, C, window * window, H * W).transpose(-1, -2)  # (B, C, N, K)
+__all__ = ["RelativeSelfAttention", "LiftingSelfAttention", "GroupSelfAttention"]
 
 
 class _SoftmaxLSE(torch.autograd.Function):
@@ -193,31 +181,6 @@ def joint_sum(a: torch.Tensor, e: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     return _JointSum.apply(a, e, u, v)
 
 
-def _inside_mask(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
-    """``mask[n, k]`` is True where key ``k`` of query ``n`` lies inside the image.  Shape ``(N, K)``."""
-    ones = torch.ones(1, 1, height, width, device=device)
-    return unfold_neighbourhood(ones, window)[0, 0] > 0.5  # (N, K)
-
-
-def neighbour_index(height: int, width: int, window: int, device: torch.device | None = None) -> torch.Tensor:
-    """Where key ``k`` of query ``n`` sits in the map zero-padded by ``window // 2`` on every side.
-
-    ``index[n, k]`` is a flat row-major index into the ``(H + 2p) x (W + 2p)`` padded map, with
-    ``k`` in the order of :func:`gsa_tutorial.positional.window_offsets` (as
-    :func:`unfold_neighbourhood`). ``padded.index_select(pixel_axis, index.view(-1))`` gathers
-    every window with the query pixels in front, where ``unfold`` puts them last (chapter 9).
-
-    Shape:
-        ``(N, K)`` long, ``N = H*W``, ``K = window**2``.
-    """
-    p = window // 2
-    rows = torch.arange(height, device=device).view(-1, 1, 1, 1)  # query row
-    cols = torch.arange(width, device=device).view(1, -1, 1, 1)  # query column
-    dy = torch.arange(window, device=device).view(1, 1, -1, 1)  # window row
-    dx = torch.arange(window, device=device).view(1, 1, 1, -1)  # window column
-    return ((rows + dy) * (width + 2 * p) + cols + dx).reshape(height * width, window * window)  # (N, K)
-
-
 class _SelfAttentionBase(nn.Module):
     """Projections, window handling and the positional MLP shared by the three layers."""
 
@@ -237,8 +200,7 @@ class _SelfAttentionBase(nn.Module):
             check_int(name, value, minimum=1, owner=type(self).__name__)
         if dim_head is not None:
             check_int("dim_head", dim_head, minimum=1, owner=type(self).__name__)
-        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0):
-            raise ValueError(f"window must be a positive odd integer (k for a k x k neighbourhood) or None (global), got {window!r}")
+        check_window(window, owner=type(self).__name__)
         self.group = get_group(group)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -288,9 +250,7 @@ class _SelfAttentionBase(nn.Module):
     def _check_input(self, x: torch.Tensor, rank: int) -> None:
         """Rank, channels, group axis, non-empty, and the dtype rule of :mod:`gsa_tutorial._checks`."""
         layout = "(B, C, H, W)" if rank == 4 else "(B, C, |H|, H, W)"
-        check_input(self, x, layout=layout, ranks=(rank,))
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels (axis 1), got shape {tuple(x.shape)}")
+        check_input(self, x, layout=layout, ranks=(rank,), channels=self.in_channels)
         if rank == 5 and x.shape[2] != self.group.order:
             raise ValueError(
                 f"{type(self).__name__} over {self.group.name} expects a group axis of size {self.group.order} "
@@ -320,17 +280,16 @@ class LiftingSelfAttention(_SelfAttentionBase):
         return torch.einsum("bmnd,gkmd->bmgnk", q, table)  # (B, m, G, N, K)
 
     def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Masked logits ``(B, m, G, N, K)``, neighbour values ``(B, m, d, N, K)`` and the mask ``(N, K)``."""
+        """Masked logits ``(B, m, G, N, K)``, neighbour values ``(B, N, K, m, d)`` and the mask ``(N, K)``."""
         B, C, H, W = x.shape
         window, scale = self._window_for(H, W)
         q, k, v = self._project(x.permute(0, 2, 3, 1).reshape(B, H * W, C))  # 3 x (B, N, m, d)
         q = q.permute(0, 2, 1, 3)  # (B, m, N, d)
-        kv = torch.cat([k, v], dim=-1).flatten(2).transpose(1, 2).reshape(B, -1, H, W)  # (B, m*2d, H, W)
-        kv = unfold_neighbourhood(kv, window).view(B, self.heads, 2 * self.dim_head, H * W, -1)  # (B, m, 2d, N, K)
-        k_nb, v_nb = kv.split(self.dim_head, dim=2)  # 2 x (B, m, d, N, K)
-        content = torch.einsum("bmnd,bmdnk->bmnk", q, k_nb)  # (B, m, N, K)
+        kv = torch.cat([k, v], dim=-1).view(B, H, W, self.heads, 2 * self.dim_head)  # (B, H, W, m, 2d)
+        k_nb, v_nb = gather_windows(kv, window, dim=1).split(self.dim_head, dim=-1)  # 2 x (B, N, K, m, d)
+        content = torch.einsum("bmnd,bnkmd->bmnk", q, k_nb)  # (B, m, N, K)
         logits = content.unsqueeze(2) + self._positional_logits(q, window, scale, H, W)  # (B, m, G, N, K)
-        mask = _inside_mask(H, W, window, x.device)  # (N, K)
+        mask = inside_mask(H, W, window, x.device)  # (N, K)
         return logits.masked_fill(~mask, float("-inf")), v_nb, mask
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -342,9 +301,9 @@ class LiftingSelfAttention(_SelfAttentionBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 4)
         B, _, H, W = x.shape
-        logits, v_nb, _ = self._logits(x)  # (B, m, G, N, K), (B, m, d, N, K)
+        logits, v_nb, _ = self._logits(x)  # (B, m, G, N, K), (B, N, K, m, d)
         attn, _ = softmax_lse(logits)  # (B, m, G, N, K)
-        out = torch.einsum("bmgnk,bmdnk->bgnmd", attn, v_nb).flatten(-2)  # (B, G, N, m*d)
+        out = torch.einsum("bmgnk,bnkmd->bgnmd", attn, v_nb).flatten(-2)  # (B, G, N, m*d)
         out = self.to_out(out)  # (B, G, N, c)
         return out.permute(0, 3, 1, 2).reshape(B, self.out_channels, self.group.order, H, W)  # (B, c, G, H, W)
 
@@ -369,8 +328,7 @@ class RelativeSelfAttention(LiftingSelfAttention):
         positional: Literal["relative", "absolute", "none"] = "relative",
         pos_hidden: int = 32,
     ) -> None:
-        if positional not in ("relative", "absolute", "none"):
-            raise ValueError(f"positional must be 'relative', 'absolute' or 'none', got {positional!r}")
+        check_choice("positional", positional, ("relative", "absolute", "none"), owner="RelativeSelfAttention")
         super().__init__(in_channels, out_channels, group="z2", heads=heads, dim_head=dim_head, window=window, pos_hidden=pos_hidden)
         self.positional = positional
 
@@ -385,8 +343,7 @@ class RelativeSelfAttention(LiftingSelfAttention):
             return q.new_zeros(B, m, 1, N, window * window)
         # absolute: ρ of the *key's* position in the image, gathered into each window
         enc = self.pos(absolute_positions(height, width, dtype=q.dtype).to(q.device))  # (H, W, m*d)
-        enc = enc.permute(2, 0, 1).unsqueeze(0)  # (1, m*d, H, W)
-        enc = unfold_neighbourhood(enc, window).view(self.heads, self.dim_head, N, -1)  # (m, d, N, K)
+        enc = gather_windows(enc.permute(2, 0, 1), window).view(self.heads, self.dim_head, N, -1)  # (m, d, N, K)
         return torch.einsum("bmnd,mdnk->bmnk", q, enc).unsqueeze(2)  # (B, m, 1, N, K)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -444,15 +401,8 @@ class GroupSelfAttention(_SelfAttentionBase):
         implementation: Literal["factorized", "dense"] = "factorized",
     ) -> None:
         super().__init__(in_channels, out_channels, group=group, heads=heads, dim_head=dim_head, window=window, pos_hidden=pos_hidden)
-        if group_encoding not in GROUP_ENCODINGS:
-            hint = " ('equivariant' was renamed 'relative')" if group_encoding == "equivariant" else ""
-            raise ValueError(f"group_encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {group_encoding!r}{hint}")
-        if query not in ("all", "own"):
-            raise ValueError(f"query must be 'all' (sum over the query's group elements) or 'own' (h̃ = h), got {query!r}")
-        if query == "own" and group_encoding != "relative":
-            raise ValueError(f"query='own' uses the group term e(h⁻¹ĥ) and accepts only group_encoding='relative', got {group_encoding!r}")
-        if implementation not in ("factorized", "dense"):
-            raise ValueError(f"implementation must be 'factorized' or 'dense', got {implementation!r}")
+        check_group_encoding(group_encoding, query, GROUP_ENCODINGS, owner="GroupSelfAttention")
+        check_choice("implementation", implementation, ("factorized", "dense"), owner="GroupSelfAttention")
         self.group_encoding = group_encoding
         self.query = query
         self.implementation = implementation
@@ -468,29 +418,27 @@ class GroupSelfAttention(_SelfAttentionBase):
 
     # ---- the reference: the textbook score tensor -------------------------------------------
     def _queries_and_neighbours(self, x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries ``(B, m, t, N, d)`` and the unfolded keys and values ``(B, m, 2d, s, N, K)``."""
+        """Queries ``(B, m, t, N, d)`` and the windows of keys and values ``(B, s, N, K, m, 2d)``."""
         B, C, G, H, W = x.shape
         q, k, v = self._project(x.permute(0, 2, 3, 4, 1).reshape(B, G, H * W, C))  # 3 x (B, G, N, m, d)
         q = q.permute(0, 3, 1, 2, 4)  # (B, m, t, N, d)
-        kv = torch.cat([k, v], dim=-1)  # (B, G, N, m, 2d)
-        kv = kv.permute(0, 3, 4, 1, 2).reshape(B, -1, H, W)  # (B, m*2d*G, H, W)
-        kv = unfold_neighbourhood(kv, window).view(B, self.heads, 2 * self.dim_head, G, H * W, -1)  # (B, m, 2d, s, N, K)
-        return q, kv
+        kv = torch.cat([k, v], dim=-1).view(B, G, H, W, self.heads, 2 * self.dim_head)  # (B, G, H, W, m, 2d)
+        return q, gather_windows(kv, window, dim=2)  # (B, s, N, K, m, 2d)
 
     def _dense_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The masked score tensor and the neighbour values ``(B, m, d, s, N, K)``.
+        """The masked score tensor and the neighbour values ``(B, s, N, K, m, d)``.
 
         ``query="all"``: ``(B, m, h, t, N, K, s)``; ``query="own"``: ``(B, m, h, N, K, s)``.
         """
         B, C, G, H, W = x.shape
         window, scale = self._window_for(H, W)
-        q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, m, 2d, s, N, K)
-        k_nb, v_nb = kv.split(self.dim_head, dim=2)  # 2 x (B, m, d, s, N, K)
-        content = torch.einsum("bmtnd,bmdsnk->bmtnks", q, k_nb)  # q·k: (B, m, t, N, K, s)
+        q, kv = self._queries_and_neighbours(x, window)  # (B, m, t, N, d), (B, s, N, K, m, 2d)
+        k_nb, v_nb = kv.split(self.dim_head, dim=-1)  # 2 x (B, s, N, K, m, d)
+        content = torch.einsum("bmtnd,bsnkmd->bmtnks", q, k_nb)  # q·k: (B, m, t, N, K, s)
         table = self._positional_table(window, scale, x)  # ρ(h⁻¹ d): (h, K, m, d)
         spatial = torch.einsum("bmtnd,hkmd->bmhtnk", q, table)  # q·ρ: (B, m, h, t, N, K)
         q_e = torch.einsum("bmtnd,emd->bmtne", q, self.group_embedding)  # q(i,t)·e(E): (B, m, t, N, E)
-        mask = _inside_mask(H, W, window, x.device)[:, :, None]  # (N, K, 1)
+        mask = inside_mask(H, W, window, x.device)[:, :, None]  # (N, K, 1)
         if self.query == "own":
             index = self.group_index[None, None, :, None, :].expand(B, self.heads, G, H * W, G)  # h⁻¹s: (B, m, h, N, s)
             group_part = torch.gather(q_e, -1, index)  # q(i,h)·e(h⁻¹s): (B, m, h, N, s)
@@ -513,11 +461,11 @@ class GroupSelfAttention(_SelfAttentionBase):
 
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """``out[h] = Σ_t Σ_{k,s} w[h,t,k,s] v[s,k]`` with the whole score tensor (the official layout)."""
-        logits, v_nb = self._dense_logits(x)  # (B, m, h, [t,] N, K, s), (B, m, d, s, N, K)
+        logits, v_nb = self._dense_logits(x)  # (B, m, h, [t,] N, K, s), (B, s, N, K, m, d)
         attn = logits.flatten(-2).softmax(dim=-1).view_as(logits)  # softmax over (K, s)
         if self.query == "own":
-            return torch.einsum("bmhnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
-        return torch.einsum("bmhtnks,bmdsnk->bhnmd", attn, v_nb)  # (B, h, N, m, d)
+            return torch.einsum("bmhnks,bsnkmd->bhnmd", attn, v_nb)  # (B, h, N, m, d)
+        return torch.einsum("bmhtnks,bsnkmd->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
     # ---- the fast path ------------------------------------------------------------------------
     #: Score tensors larger than this many numbers are computed in pieces, one head at a time
@@ -543,23 +491,19 @@ class GroupSelfAttention(_SelfAttentionBase):
         pass (where those sums would lose digits, the chunk falls back to the max of ``A + C``). Large inputs are
         computed one head at a time and, under autograd, recomputed in the backward pass
         (:func:`torch.utils.checkpoint.checkpoint`) instead of storing the scores
-        (:attr:`chunk_elements`). Windows are gathered pixels-first (:func:`neighbour_index`), so
+        (:attr:`chunk_elements`). Windows are gathered pixels-first (:func:`gsa_tutorial.windows.neighbour_index`), so
         every contraction is a batched matmul over pixels.
         """
         B, C, G, H, W = x.shape
         m, d = self.heads, self.dim_head
         window, scale = self._window_for(H, W)
-        K, N, p = window * window, H * W, window // 2
+        K, N = window * window, H * W
         q, k, v = self._project(x.permute(0, 3, 4, 2, 1))  # 3 x (B, H, W, G, m, d)
         q = q.permute(0, 4, 1, 2, 3, 5).reshape(B, m, N, G, d)  # (B, m, N, t, d)
-
-        def padded(t: torch.Tensor) -> torch.Tensor:  # (B, H, W, G, m, d) -> (B, m, P, s, d), zero border
-            t = F.pad(t.permute(0, 4, 1, 2, 3, 5), (0, 0, 0, 0, p, p, p, p))  # (B, m, H+2p, W+2p, G, d)
-            return t.reshape(B, m, -1, G, d)  # (B, m, P, s, d), P = (H+2p)(W+2p)
-
-        k_pad, v_pad = padded(k), padded(v)
+        # (B, H, W, G, m, d) -> (B, m, P, s, d): zero border, P = (H+2p)(W+2p); gathered in _heads
+        k_pad, v_pad = (pad_for_windows(t.permute(0, 4, 1, 2, 3, 5), window, dim=2) for t in (k, v))
         index = neighbour_index(H, W, window, x.device).view(-1)  # (N*K,)
-        outside = ~_inside_mask(H, W, window, x.device)  # (N, K)
+        outside = ~inside_mask(H, W, window, x.device)  # (N, K)
         table = self._positional_table(window, scale, x).permute(2, 0, 1, 3)  # ρ(h⁻¹ d): (m, h, K, d)
         embedding = self.group_embedding.transpose(0, 1)  # (m, E, d)
 

@@ -31,13 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_float, check_input, check_int
+from ._checks import check_choice, check_dropout, check_input, check_int, mlp_hidden
 from .attention import GroupSelfAttention
 from .groups import Group
 
 __all__ = [
     "NORMS",
     "ACTIVATIONS",
+    "SPACE_POOLS",
+    "GROUP_POOLS",
     "make_norm",
     "make_activation",
     "GroupLayerNorm",
@@ -54,6 +56,10 @@ __all__ = [
 NORMS = ("layer", "channel", "batch", "none")
 #: Names accepted by :func:`make_activation`.
 ACTIVATIONS = ("relu", "swish", "gelu")
+#: Reductions over space accepted by :class:`InvariantPooling` (``space``).
+SPACE_POOLS = ("mean", "max", "sum")
+#: Reductions over the group axis accepted by :class:`InvariantPooling` (``group``).
+GROUP_POOLS = ("max", "mean")
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,10 +145,7 @@ class _BatchNorm(nn.Module):
 
 def _check_channels(module: nn.Module, x: torch.Tensor, channels: int, who: str | None = None) -> None:
     """An image or lifted map ``(B, C, ...)`` with ``C == channels`` (and the dtype rule)."""
-    who = who or type(module).__name__
-    check_input(module, x, layout=f"(B, {channels}, [|H|,] H, W)", ranks=(2, 3, 4, 5), who=who)
-    if x.shape[1] != channels:
-        raise ValueError(f"{who} expects {channels} channels (axis 1), got shape {tuple(x.shape)}")
+    check_input(module, x, layout=f"(B, {channels}, [|H|,] H, W)", ranks=(2, 3, 4, 5), who=who, channels=channels)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -154,26 +157,14 @@ def make_norm(kind: str, channels: int) -> nn.Module:
             (BatchNorm, statistics over ``(B, G, H, W)`` per channel) or ``"none"``.
         channels: number of channels ``C``.
     """
-    if kind == "layer":
-        return GroupLayerNorm(channels)
-    if kind == "channel":
-        return ChannelLayerNorm(channels)
-    if kind == "batch":
-        return _BatchNorm(channels)
-    if kind == "none":
+    if check_choice("norm", kind, NORMS) == "none":
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}: expected one of {', '.join(NORMS)}")
+    return {"layer": GroupLayerNorm, "channel": ChannelLayerNorm, "batch": _BatchNorm}[kind](channels)
 
 
 def make_activation(kind: str) -> nn.Module:
     """A pointwise nonlinearity: ``"relu"``, ``"swish"`` (SiLU) or ``"gelu"``."""
-    if kind == "relu":
-        return nn.ReLU()
-    if kind == "swish":
-        return nn.SiLU()
-    if kind == "gelu":
-        return nn.GELU()
-    raise ValueError(f"unknown activation {kind!r}: expected one of {', '.join(ACTIVATIONS)}")
+    return {"relu": nn.ReLU, "swish": nn.SiLU, "gelu": nn.GELU}[check_choice("activation", kind, ACTIVATIONS)]()
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,9 +234,7 @@ class Crop(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"crop size must be an integer >= 0 (pixels per side), got {size!r}")
-        self.size = size
+        self.size = check_int("size", size, minimum=0, owner="Crop")  # pixels per side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, layout="(..., H, W)", ranks=tuple(range(2, 9)))
@@ -276,9 +265,7 @@ class SpatialPool2x2(nn.Module):
 
     def __init__(self, mode: str = "max") -> None:
         super().__init__()
-        if mode not in ("max", "mean"):
-            raise ValueError(f"pool mode must be 'max' or 'mean', got {mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, ("max", "mean"), owner="SpatialPool2x2")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, layout="(B, C, [|H|,] H, W)", ranks=(4, 5))
@@ -310,11 +297,8 @@ class InvariantPooling(nn.Module):
 
     def __init__(self, *, space: str = "mean", group: str = "max") -> None:
         super().__init__()
-        if space not in ("mean", "max", "sum"):
-            raise ValueError(f"space pooling must be 'mean', 'max' or 'sum', got {space!r}")
-        if group not in ("mean", "max"):
-            raise ValueError(f"group pooling must be 'mean' or 'max', got {group!r}")
-        self.space, self.group = space, group
+        self.space = check_choice("space", space, SPACE_POOLS, owner="InvariantPooling")
+        self.group = check_choice("group", group, GROUP_POOLS, owner="InvariantPooling")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, layout="(B, C, |H|, H, W) or an image (B, C, H, W)", ranks=(4, 5))
@@ -381,17 +365,9 @@ class TransformerBlock(nn.Module):
         mlp_ratio: float = 0.5,
     ) -> None:
         super().__init__()
-        mlp_ratio = check_float("mlp_ratio", mlp_ratio, low=0.0, low_open=True, owner="TransformerBlock")
         check_int("out_channels", out_channels, owner="TransformerBlock")
-        if out_channels * mlp_ratio < 0.5:  # would round to no hidden channel at all
-            raise ValueError(
-                f"TransformerBlock.mlp_ratio={mlp_ratio!r} gives {out_channels * mlp_ratio:.3g} hidden MLP channels "
-                f"for {out_channels} channels; use mlp_ratio >= {1 / (2 * out_channels):.3g} (at least one hidden channel)"
-            )
-        hidden = max(int(round(out_channels * mlp_ratio)), 1)
-        dropout = check_float("dropout", dropout, low=0.0, high=1.0, owner="TransformerBlock")
-        if dropout >= 1.0:
-            raise ValueError(f"TransformerBlock.dropout must be in [0, 1), got {dropout!r}")
+        hidden = mlp_hidden(out_channels, mlp_ratio, owner="TransformerBlock")
+        dropout = check_dropout("dropout", dropout, owner="TransformerBlock")
         self.attention = nn.Sequential(
             make_norm(norm, in_channels),
             make_activation(activation),

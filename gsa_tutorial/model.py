@@ -25,6 +25,7 @@ with two deliberate differences:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -33,12 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_input
+from ._checks import (
+    check_choice,
+    check_dropout,
+    check_float,
+    check_group_encoding,
+    check_input,
+    check_int,
+    check_window,
+    mlp_hidden,
+)
 from .attention import LiftingSelfAttention
 from .groups import get_group
 from .layers import (
     ACTIVATIONS,
+    GROUP_POOLS,
     NORMS,
+    SPACE_POOLS,
     InvariantPooling,
     SpatialPool2x2,
     TransformerBlock,
@@ -47,7 +59,91 @@ from .layers import (
 )
 from .positional import GROUP_ENCODINGS
 
-__all__ = ["GSANetConfig", "GSANet", "PRESETS", "PAPER_PARAMETERS", "preset", "count_parameters"]
+__all__ = ["Stage", "STAGE_KINDS", "GSANetConfig", "GSANet", "PRESETS", "PAPER_PARAMETERS", "preset", "count_parameters"]
+
+#: The kinds of :class:`Stage`, in the order a GSA-Net applies them.
+STAGE_KINDS = ("input", "lifting", "block", "pool", "head")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a GSA-Net's layout: what :meth:`GSANetConfig.stages` lists, and what
+    :class:`GSANet`, :meth:`GSANetConfig.feature_sizes` and the network diagram of chapter 7 read.
+
+    Fields:
+
+    * ``kind``: ``"input"`` (standardise, then ``pool x pool`` average pooling if ``pool > 1``),
+      ``"lifting"`` (lifting self-attention + norm + act), ``"block"`` (a
+      :class:`~gsa_tutorial.layers.TransformerBlock`), ``"pool"`` (2x2 max pooling) or ``"head"``
+      (invariant pooling + linear classifier), see :data:`STAGE_KINDS`;
+    * ``in_channels``, ``out_channels``: widths before and after the stage (the head's
+      ``out_channels`` is the number of classes);
+    * ``size``: ``(height, width)`` of the map after the stage, or None where no input size was
+      given (and for the head, whose output has no pixels);
+    * ``heads``, ``dim_head``: of the attention (lifting and blocks; 0 otherwise);
+    * ``crop``: pixels removed from every side after the block's attention (blocks; 0 otherwise);
+    * ``pool``: pooling factor (input: ``input_pool``; pool: 2; 1 otherwise);
+    * ``block``: blocks: their number (from 1); pools: the number of blocks before them (0: right
+      after the lifting layer); 0 otherwise.
+    """
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int] | None = None
+    heads: int = 0
+    dim_head: int = 0
+    crop: int = 0
+    pool: int = 1
+    block: int = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _stages(config: GSANetConfig, height: int | None, width: int | None) -> tuple[Stage, ...]:
+    """The stage list of ``config`` for an input of ``height x width`` (None: sizes not computed).
+
+    Cached: a config is a frozen (hashable) value, so each forward pass of :class:`GSANet` checks
+    its input size by a dictionary look-up after the first time.
+    """
+    c = config
+    sized = height is not None and width is not None
+    where = f"input {height}x{width}"
+    h, w = (height or 0, width or 0)  # 0 x 0 stands for "not computed"
+    if sized and (h % c.input_pool or w % c.input_pool):
+        raise ValueError(
+            f"{where}: input_pool={c.input_pool} must divide the height and width "
+            "(otherwise the pooling tiles are not symmetric and exact equivariance is lost)"
+        )
+    h, w = h // c.input_pool, w // c.input_pool
+
+    def size() -> tuple[int, int] | None:
+        return (h, w) if sized else None
+
+    stages = [Stage("input", c.in_channels, c.in_channels, size(), pool=c.input_pool)]
+    stages.append(Stage("lifting", c.in_channels, c.channels, size(), heads=c.heads, dim_head=c.dim_head_for(c.channels)))
+
+    def pool(blocks: int, channels: int) -> None:
+        nonlocal h, w
+        if sized and (h % 2 or w % 2):
+            place = "after the lifting layer" if blocks == 0 else f"after block {blocks}"
+            raise ValueError(f"{where}: the 2x2 pooling {place} sees a {h}x{w} map (odd); use an input size or crops that keep the map even there")
+        h, w = h // 2, w // 2
+        stages.append(Stage("pool", channels, channels, size(), pool=2, block=blocks))
+
+    if 0 in c.pool_after:
+        pool(0, c.channels)
+    width_in = c.channels
+    assert isinstance(c.crops, tuple)  # __post_init__ made it one
+    for i, (out, crop) in enumerate(zip(c.widths, c.crops), start=1):
+        h, w = h - 2 * crop, w - 2 * crop
+        if sized and (h < 1 or w < 1):
+            raise ValueError(f"{where}: block {i} crops the map to nothing")
+        stages.append(Stage("block", width_in, out, size(), heads=c.heads, dim_head=c.dim_head_for(out), crop=crop, block=i))
+        if i in c.pool_after:
+            pool(i, out)
+        width_in = out
+    stages.append(Stage("head", width_in, c.num_classes))
+    return tuple(stages)
 
 
 @dataclass(frozen=True)
@@ -126,15 +222,11 @@ class GSANetConfig:
         self._validate()
 
     def _validate(self) -> None:
-        def positive(name: str, value: Any) -> None:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GSANetConfig.{name} must be a positive integer, got {value!r}")
-
+        owner = "GSANetConfig"
         get_group(self.group)  # raises with the list of valid names
         for name in ("in_channels", "num_classes", "channels", "heads", "pos_hidden", "input_pool"):
-            positive(name, getattr(self, name))
-        if not isinstance(self.num_blocks, int) or isinstance(self.num_blocks, bool) or self.num_blocks < 0:
-            raise ValueError(f"GSANetConfig.num_blocks must be an integer >= 0, got {self.num_blocks!r}")
+            check_int(name, getattr(self, name), owner=owner)
+        check_int("num_blocks", self.num_blocks, minimum=0, owner=owner)
         if self.block_channels is not None:
             if len(self.block_channels) != self.num_blocks:
                 raise ValueError(
@@ -142,13 +234,11 @@ class GSANetConfig:
                     "give one width per block (or None for `channels` everywhere)"
                 )
             for c in self.block_channels:
-                positive("block_channels[...]", c)
+                check_int("block_channels[...]", c, owner=owner)
         if self.dim_head is not None:
-            positive("dim_head", self.dim_head)
-        if self.window is not None and (
-            not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1 or self.window % 2 == 0
-        ):
-            raise ValueError(f"GSANetConfig.window must be a positive odd integer or None (global), got {self.window!r}")
+            check_int("dim_head", self.dim_head, owner=owner)
+        check_float("dim_head_ratio", self.dim_head_ratio, low=0.0, low_open=True, high=1.0, owner=owner)
+        check_window(self.window, owner=owner)
         assert isinstance(self.crops, tuple)  # an int was expanded above
         if len(self.crops) != self.num_blocks or any((not isinstance(c, int)) or isinstance(c, bool) or c < 0 for c in self.crops):
             raise ValueError(
@@ -160,37 +250,16 @@ class GSANetConfig:
             raise ValueError(
                 f"pool_after must be increasing, distinct block counts in 0..{self.num_blocks}, got {self.pool_after!r}"
             )
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}: expected one of {', '.join(NORMS)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
-        if self.space_pool not in ("mean", "max", "sum"):
-            raise ValueError(f"space_pool must be 'mean', 'max' or 'sum', got {self.space_pool!r}")
-        if self.group_pool not in ("max", "mean"):
-            raise ValueError(f"group_pool must be 'max' or 'mean', got {self.group_pool!r}")
-        if self.group_encoding not in GROUP_ENCODINGS:
-            raise ValueError(f"group_encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {self.group_encoding!r}")
-        if self.query not in ("all", "own"):
-            raise ValueError(f"query must be 'all' or 'own', got {self.query!r}")
-        if self.query == "own" and self.group_encoding != "relative":
-            raise ValueError(f"query='own' accepts only group_encoding='relative', got {self.group_encoding!r}")
+        check_choice("norm", self.norm, NORMS, owner=owner)
+        check_choice("activation", self.activation, ACTIVATIONS, owner=owner)
+        check_choice("space_pool", self.space_pool, SPACE_POOLS, owner=owner)
+        check_choice("group_pool", self.group_pool, GROUP_POOLS, owner=owner)
+        check_group_encoding(self.group_encoding, self.query, GROUP_ENCODINGS, owner=owner)
         for name in ("dropout", "input_dropout", "pool_dropout"):
-            p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"GSANetConfig.{name} must be in [0, 1), got {p!r}")
-        if not 0 < self.dim_head_ratio <= 1:
-            raise ValueError(f"dim_head_ratio must be in (0, 1], got {self.dim_head_ratio!r}")
-        if not self.mlp_ratio > 0 or not math.isfinite(self.mlp_ratio):
-            raise ValueError(f"mlp_ratio must be a finite number > 0, got {self.mlp_ratio!r}")
-        narrowest = min(self.widths, default=self.channels)
-        if narrowest * self.mlp_ratio < 0.5:
-            raise ValueError(
-                f"mlp_ratio={self.mlp_ratio!r} gives {narrowest * self.mlp_ratio:.3g} hidden MLP channels for a "
-                f"{narrowest}-channel block; use mlp_ratio >= {1 / (2 * narrowest):.3g} (at least one hidden channel)"
-            )
-        for name in ("norm_between_blocks",):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"GSANetConfig.{name} must be True or False, got {getattr(self, name)!r}")
+            check_dropout(name, getattr(self, name), owner=owner)
+        mlp_hidden(min(self.widths, default=self.channels), self.mlp_ratio, owner=owner)  # at least one hidden channel
+        if not isinstance(self.norm_between_blocks, bool):
+            raise ValueError(f"GSANetConfig.norm_between_blocks must be True or False, got {self.norm_between_blocks!r}")
         for name in ("input_mean", "input_std"):
             stats = getattr(self, name)
             if stats is not None and len(stats) != self.in_channels:
@@ -212,43 +281,41 @@ class GSANetConfig:
         """Output width of each block."""
         return tuple(self.block_channels) if self.block_channels is not None else (self.channels,) * self.num_blocks
 
+    def dim_head_for(self, width: int) -> int:
+        """Width of each head of a layer with ``width`` output channels: ``dim_head`` if set, else
+        ``round(dim_head_ratio * width)`` (at least 1)."""
+        return self.dim_head if self.dim_head is not None else max(int(round(width * self.dim_head_ratio)), 1)
+
+    def stages(self, height: int | None = None, width: int | None = None) -> tuple[Stage, ...]:
+        """The network's layout, input to head: the one list that :class:`GSANet` is built from.
+
+        Args:
+            height, width: an input size (``width`` defaults to ``height``); each stage then
+                carries the size of its output map. None: sizes are not computed.
+
+        Raises:
+            ValueError: for an input size where ``input_pool`` does not divide the image, a crop
+                eats the whole map or a 2x2 pooling would see an odd size (which would break exact
+                equivariance).
+        """
+        if height is None:
+            return _stages(self, None, None)
+        return _stages(self, height, height if width is None else width)
+
     def feature_sizes(self, height: int, width: int | None = None) -> list[tuple[int, int]]:
         """Spatial size after the lifting layer and after each block (pools and crops applied).
 
+        Read from :meth:`stages` (a pooling right after a stage is counted in that stage's size).
+
         Raises:
-            ValueError: if a crop eats the whole map or a 2x2 pooling would see an odd size
-                (which would break exact equivariance).
+            ValueError: as :meth:`stages`.
         """
-        h, w = height, height if width is None else width
-        sizes = []
-        k = self.input_pool
-        if h % k or w % k:
-            raise ValueError(
-                f"input {height}x{width or height}: input_pool={k} must divide the height and width "
-                "(otherwise the pooling tiles are not symmetric and exact equivariance is lost)"
-            )
-        h, w = h // k, w // k
-
-        def pool(where: str) -> None:
-            nonlocal h, w
-            if h % 2 or w % 2:
-                raise ValueError(
-                    f"input {height}x{width or height}: the 2x2 pooling {where} sees a {h}x{w} map (odd); "
-                    "use an input size or crops that keep the map even there"
-                )
-            h, w = h // 2, w // 2
-
-        if 0 in self.pool_after:
-            pool("after the lifting layer")
-        sizes.append((h, w))
-        assert isinstance(self.crops, tuple)  # __post_init__ made it one
-        for i, c in enumerate(self.crops, start=1):
-            h, w = h - 2 * c, w - 2 * c
-            if h < 1 or w < 1:
-                raise ValueError(f"input {height}x{width or height}: block {i} crops the map to nothing")
-            if i in self.pool_after:
-                pool(f"after block {i}")
-            sizes.append((h, w))
+        sizes: list[tuple[int, int]] = []
+        for stage in self.stages(height, width):
+            if stage.kind in ("lifting", "block") and stage.size is not None:  # not None: a size was given
+                sizes.append(stage.size)
+            elif stage.kind == "pool" and stage.size is not None:
+                sizes[-1] = stage.size
         return sizes
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,7 +333,8 @@ class GSANetConfig:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters of any module (the one count the package uses, e.g.
+    :meth:`GSANet.num_parameters` and the tables of chapter 7)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -302,59 +370,49 @@ class GSANet(nn.Module):
         self.register_buffer("input_std", std, persistent=False)
         self.input_dropout = nn.Dropout(c.input_dropout)
 
-        def dim_head(width: int) -> int:
-            return c.dim_head if c.dim_head is not None else max(int(round(width * c.dim_head_ratio)), 1)
-
-        self.lift = LiftingSelfAttention(
-            c.in_channels,
-            c.channels,
-            group=self.group,
-            heads=c.heads,
-            dim_head=dim_head(c.channels),
-            window=c.window,
-            pos_hidden=c.pos_hidden,
-        )
-        self.lift_norm = make_norm(c.norm, c.channels)
-        self.lift_act = make_activation(c.activation)
-
         body: list[nn.Module] = []
-
-        def add_pool() -> None:
-            body.append(SpatialPool2x2("max"))
-            if c.pool_dropout > 0:
-                body.append(nn.Dropout(c.pool_dropout))
-
-        if 0 in c.pool_after:
-            add_pool()
-        width = c.channels
-        assert isinstance(c.crops, tuple)  # __post_init__ made it one
-        for i, (out, crop) in enumerate(zip(c.widths, c.crops), start=1):
-            body.append(
-                TransformerBlock(
-                    width,
-                    out,
+        for stage in c.stages():  # the one layout (GSANetConfig.stages); module order = creation order
+            if stage.kind == "lifting":
+                self.lift = LiftingSelfAttention(
+                    stage.in_channels,
+                    stage.out_channels,
                     group=self.group,
-                    heads=c.heads,
-                    dim_head=dim_head(out),
+                    heads=stage.heads,
+                    dim_head=stage.dim_head,
                     window=c.window,
                     pos_hidden=c.pos_hidden,
-                    group_encoding=c.group_encoding,
-                    query=c.query,
-                    norm=c.norm,
-                    activation=c.activation,
-                    dropout=c.dropout,
-                    crop=crop,
-                    mlp_ratio=c.mlp_ratio,
                 )
-            )
-            if c.norm_between_blocks:
-                body += [make_norm(c.norm, out), make_activation(c.activation)]
-            if i in c.pool_after:
-                add_pool()
-            width = out
-        self.body = nn.Sequential(*body)
-        self.pool = InvariantPooling(space=c.space_pool, group=c.group_pool)
-        self.classifier = nn.Linear(width, c.num_classes)
+                self.lift_norm = make_norm(c.norm, stage.out_channels)
+                self.lift_act = make_activation(c.activation)
+            elif stage.kind == "pool":
+                body.append(SpatialPool2x2("max"))
+                if c.pool_dropout > 0:
+                    body.append(nn.Dropout(c.pool_dropout))
+            elif stage.kind == "block":
+                body.append(
+                    TransformerBlock(
+                        stage.in_channels,
+                        stage.out_channels,
+                        group=self.group,
+                        heads=stage.heads,
+                        dim_head=stage.dim_head,
+                        window=c.window,
+                        pos_hidden=c.pos_hidden,
+                        group_encoding=c.group_encoding,
+                        query=c.query,
+                        norm=c.norm,
+                        activation=c.activation,
+                        dropout=c.dropout,
+                        crop=stage.crop,
+                        mlp_ratio=c.mlp_ratio,
+                    )
+                )
+                if c.norm_between_blocks:
+                    body += [make_norm(c.norm, stage.out_channels), make_activation(c.activation)]
+            elif stage.kind == "head":
+                self.body = nn.Sequential(*body)
+                self.pool = InvariantPooling(space=c.space_pool, group=c.group_pool)
+                self.classifier = nn.Linear(stage.in_channels, stage.out_channels)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The lifted feature map just before the invariant head.
@@ -369,16 +427,13 @@ class GSANet(nn.Module):
             layout=f"(B, {c.in_channels}, H, W)",
             ranks=(4,),
             who="GSANet",
+            channels=c.in_channels,
             integer_hint=(
                 "; GSANet takes float images in [0, 1] (it standardises them itself): convert uint8 images "
                 "explicitly with x.float() / 255"
             ),
         )
-        if x.shape[1] != c.in_channels:
-            raise ValueError(
-                f"GSANet expects images of shape (B, {c.in_channels}, H, W), got a tensor of shape {tuple(x.shape)}"
-            )
-        c.feature_sizes(x.shape[-2], x.shape[-1])  # clear error for sizes that break symmetry
+        c.stages(x.shape[-2], x.shape[-1])  # a clear error for sizes that break symmetry (cached per size)
         x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
         x = self.input_dropout(x)
         if c.input_pool > 1:

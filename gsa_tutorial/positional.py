@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import check_choice
 from .actions import act_on_coordinates, pixel_coordinates
 from .groups import CyclicGroup, DihedralGroup, Group, get_group
+from .windows import window_offsets as window_offsets  # its home is gsa_tutorial.windows (the window convention)
 
 __all__ = [
-    "window_offsets",
     "transformed_offsets",
     "GROUP_ENCODINGS",
     "group_encoding_size",
@@ -33,25 +34,11 @@ __all__ = [
 ]
 
 
-def window_offsets(window: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Offsets ``x_j - x_i`` of a centred ``window x window`` neighbourhood as ``(x, y)`` (y up).
-
-    The order is row-major over the window, the same as :func:`torch.nn.functional.unfold`:
-    entry ``a * window + b`` is the key ``a`` rows and ``b`` columns from the window's corner.
-
-    Shape:
-        ``(K, 2)`` with ``K = window**2``.
-    """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd integer, got {window}")
-    return pixel_coordinates(window, window, dtype=dtype).reshape(-1, 2)  # (k, k, 2) -> (K, 2)
-
-
 def transformed_offsets(group: Group | str, offsets: torch.Tensor) -> torch.Tensor:
     """``h⁻¹ (x_j - x_i)`` for every ``h`` in the group (the argument of ρ in eq. 4.2).
 
     Shape:
-        offsets ``(K, 2)`` -> ``(G, K, 2)``.
+        offsets ``(K, 2)`` (e.g. :func:`gsa_tutorial.windows.window_offsets`) -> ``(G, K, 2)``.
     """
     group = get_group(group)
     return torch.stack([act_on_coordinates(group, group.inverse(h), offsets) for h in group.elements])
@@ -62,9 +49,7 @@ GROUP_ENCODINGS = ("relative", "gevit", "pair", "official")
 
 
 def _check_encoding(encoding: str) -> str:
-    if encoding not in GROUP_ENCODINGS:
-        raise ValueError(f"group encoding must be one of {', '.join(map(repr, GROUP_ENCODINGS))}, got {encoding!r}")
-    return encoding
+    return check_choice("group encoding", encoding, GROUP_ENCODINGS)
 
 
 def group_encoding_size(group: Group | str, encoding: str = "relative") -> int:

@@ -189,11 +189,72 @@ def test_preset_forward_backward_batch_of_one(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name", ["rotmnist", "cifar10", "pcam"])
-def test_preset_full_input_size_is_accepted(name):
-    sizes = {"rotmnist": 28, "cifar10": 32, "pcam": 96}
-    config = preset(name, "m4")
-    assert config.feature_sizes(sizes[name])[-1][0] >= 1
+# The spatial sizes of the official models, worked out by hand from their crops and poolings
+# (model.py of dwromero/g_selfatt): rotMNIST 28 (lifting), crop 2 -> 24, 24 -> pool 12, crop 2 -> 8,
+# crop 1 -> 6, crop 1 -> 4; CIFAR-10 32 (no crops), pools after blocks 2 and 4; PCam 96 -> pool 48, 48 -> pool 24,
+# crop 2 -> 20, crop 1 -> 18 -> pool 9, crop 1 -> 7 (its last, odd pooling dropped): one size
+# after the lifting layer (and its pooling) and one after each block (and its pooling).
+FULL_SIZES = {
+    "rotmnist": (28, [28, 24, 12, 8, 6, 4]),
+    "cifar10": (32, [32, 32, 16, 16, 8, 8, 8]),
+    "pcam": (96, [48, 24, 20, 9, 7]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_SIZES))
+def test_preset_feature_sizes_at_full_input_size(name):
+    size, sides = FULL_SIZES[name]
+    assert preset(name, "m4").feature_sizes(size) == [(s, s) for s in sides]
+
+
+def _traced_sides(net: GSANet, x: torch.Tensor) -> list[int]:
+    """The side of the map after the lifting layer (+ norm, act) and after each module of the body."""
+    sides = []
+    y = net.lift_act(net.lift_norm(net.lift(x)))
+    sides.append(y.shape[-1])
+    for module in net.body:
+        y = module(y)
+        sides.append(y.shape[-1])
+    return sides
+
+
+@pytest.mark.parametrize("size", [12, 16])
+def test_stages_match_the_built_network(size):
+    """The stage list is what GSANet builds: the same kinds, widths, heads and sizes as a forward pass."""
+    config = tiny_config("r4", size, pool_after=(0, 2), crops=(1, 0), block_channels=(6, 5), dim_head=None, dim_head_ratio=0.5)
+    torch.manual_seed(0)
+    net = GSANet(config).double()
+    stages = config.stages(size)
+    assert [s.kind for s in stages] == ["input", "lifting", "pool", "block", "block", "pool", "head"]
+    blocks = [m for m in net.body if isinstance(m, TransformerBlock)]
+    attention = [net.lift] + [b.attention[2] for b in blocks]
+    for stage, layer in zip([s for s in stages if s.kind in ("lifting", "block")], attention):
+        assert (stage.in_channels, stage.out_channels) == (layer.in_channels, layer.out_channels)
+        assert (stage.heads, stage.dim_head) == (layer.heads, layer.dim_head)
+    assert [s.dim_head for s in stages if s.heads] == [2, 3, 2]  # round(0.5 * 4), round(0.5 * 6), round(0.5 * 5)
+    assert stages[-1].in_channels == net.classifier.in_features == 5 and stages[-1].out_channels == 3
+    traced = _traced_sides(net, images(size))  # lifting, pool, block 1, block 2, pool
+    assert traced == [s.size[0] for s in stages[1:-1]]
+    assert config.feature_sizes(size) == [(s, s) for s in (traced[1], traced[2], traced[4])]
+
+
+def test_stages_without_a_size_have_no_sizes_and_are_computed_once():
+    config = preset("rotmnist", "r4")
+    assert all(s.size is None for s in config.stages())
+    assert config.stages(28) is config.stages(28, 28)  # cached: the forward pass checks sizes by a look-up
+
+
+def test_dim_head_for_follows_the_config():
+    assert preset("pcam", "r4").dim_head_for(48) == round(0.45 * 48)
+    assert preset("rotmnist", "r4").dim_head_for(48) == 8  # a fixed dim_head wins
+    assert GSANetConfig(channels=1, dim_head_ratio=0.1, num_blocks=0).dim_head_for(1) == 1  # at least 1
+
+
+def test_count_parameters_counts_only_trainable_parameters():
+    layer = torch.nn.Linear(3, 2)  # 3*2 weights + 2 biases
+    assert count_parameters(layer) == 8
+    layer.bias.requires_grad_(False)
+    assert count_parameters(layer) == 6
 
 
 def test_preset_accepts_overrides_and_every_group():
@@ -222,8 +283,11 @@ def test_config_round_trips_through_a_dict():
         (dict(crops=(1, 2)), "one integer >= 0 per block"),
         (dict(pool_after=(2, 1)), "increasing"),
         (dict(pool_after=(9,)), "increasing"),
-        (dict(norm="group"), "unknown norm"),
-        (dict(activation="tanh"), "unknown activation"),
+        (dict(norm="group"), "norm must be one of 'layer', 'channel', 'batch', 'none', got 'group'"),
+        (dict(activation="tanh"), "activation must be one of 'relu', 'swish', 'gelu', got 'tanh'"),
+        (dict(space_pool="median"), "space_pool must be one of 'mean', 'max', 'sum'"),
+        (dict(query="own", group_encoding="pair"), "only group_encoding='relative'"),
+        (dict(dim_head_ratio=0.0), "dim_head_ratio must be a finite number > 0"),
         (dict(dropout=1.0), r"\[0, 1\)"),
         (dict(input_mean=(0.1, 0.2)), "one value per input channel"),
         (dict(group_encoding="naive"), "group_encoding"),

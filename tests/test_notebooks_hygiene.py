@@ -297,7 +297,18 @@ def test_book_config_points_at_the_pyproject_repository() -> None:
 # ---------------------------------------------------------------- the API reference (book/api)
 
 PACKAGE = ROOT / "gsa_tutorial"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_"))
+# Modules (gsa_tutorial/x.py) and subpackages (gsa_tutorial/x/__init__.py): one API page each.
+MODULES = sorted(
+    [p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")]
+    + [p.parent.name for p in PACKAGE.glob("*/__init__.py") if not p.parent.name.startswith("_")]
+)
+
+
+def module_files(module: str) -> list[Path]:
+    """The files that define gsa_tutorial.<module>: x.py, or every file of the subpackage x/
+    (its __init__ re-exports names defined in its modules)."""
+    path = PACKAGE / f"{module}.py"
+    return [path] if path.is_file() else sorted((PACKAGE / module).glob("*.py"))
 
 
 def documented_attributes(path: Path) -> set[str]:
@@ -342,7 +353,7 @@ def test_every_public_name_has_a_docstring(module: str) -> None:
     assert mod.__doc__ and mod.__doc__.strip(), f"gsa_tutorial.{module} has no module docstring"
     names = getattr(mod, "__all__", None)
     assert names, f"gsa_tutorial.{module} must list its public names in __all__"
-    attribute_docs = documented_attributes(PACKAGE / f"{module}.py")
+    attribute_docs = set().union(*(documented_attributes(f) for f in module_files(module)))
     undocumented = []
     for name in names:
         obj = getattr(mod, name)

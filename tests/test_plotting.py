@@ -1,4 +1,5 @@
-"""Smoke tests of gsa_tutorial.plotting: each function returns a Figure and leaves pyplot alone."""
+"""Tests of gsa_tutorial.plotting: each function draws the data it is given (checked against values
+computed here, independently) and leaves pyplot alone."""
 
 from __future__ import annotations
 
@@ -28,11 +29,23 @@ def _axes_with_images(fig: Figure) -> int:
     return sum(bool(ax.images) for ax in fig.axes)
 
 
+def _shown(fig: Figure) -> list:
+    """The arrays drawn by imshow, panel by panel (as numpy arrays)."""
+    import numpy as np
+
+    return [np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images]
+
+
 def test_plot_images() -> None:
+    import numpy as np
+
     images = [sample_image(12), torch.zeros(12, 12), torch.rand(3, 12, 12)]
     fig = plotting.plot_images(images, ["F", "zeros", "rgb"])
-    assert isinstance(fig, Figure) and _axes_with_images(fig) == 3
     assert [ax.get_title() for ax in fig.axes] == ["F", "zeros", "rgb"]
+    shown = _shown(fig)
+    assert np.array_equal(shown[0], images[0][0, 0].double().numpy())  # (1, 1, H, W) -> (H, W)
+    assert np.array_equal(shown[1], np.zeros((12, 12)))
+    assert np.array_equal(shown[2], images[2].permute(1, 2, 0).double().numpy())  # RGB channels last
 
 
 def test_plot_images_grid_hides_spare_panels() -> None:
@@ -68,25 +81,45 @@ def test_plot_orbit_rejects_bad_points() -> None:
 
 @pytest.mark.parametrize(("group", "cells"), [("m4", 64), ("r16", 0)])
 def test_plot_cayley_table(group: str, cells: int) -> None:
-    fig = plotting.plot_cayley_table(group)
-    assert isinstance(fig, Figure) and _axes_with_images(fig) == 1
-    assert len(fig.axes[0].texts) == cells  # annotated for small groups only
+    import numpy as np
 
-
-@pytest.mark.parametrize("group", ["r4", "m4", "r8"])
-def test_plot_group_action_on_image(group: str) -> None:
     from gsa_tutorial.groups import get_group
 
-    fig = plotting.plot_group_action_on_image(group, sample_image(12))
-    assert isinstance(fig, Figure) and _axes_with_images(fig) == get_group(group).order
-    assert fig.axes[1].get_title().startswith(get_group(group).element_name(1))
+    g = get_group(group)
+    fig = plotting.plot_cayley_table(group)
+    expected = np.array([[g.compose(a, b) for b in g.elements] for a in g.elements])
+    assert np.array_equal(_shown(fig)[0], expected)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == cells  # annotated for small groups only
+    if cells:
+        assert texts == [g.element_name(int(v)) for v in expected.flatten()]
+
+
+@pytest.mark.parametrize("group", ["r4", "m4"])
+def test_plot_group_action_on_image(group: str) -> None:
+    import numpy as np
+
+    from gsa_tutorial.groups import get_group
+
+    g = get_group(group)
+    x = sample_image(12, dtype=torch.float64)
+    fig = plotting.plot_group_action_on_image(group, x)
+    assert fig.axes[1].get_title().startswith(g.element_name(1))
+    # r^1 is the 90° rotation: torch.rot90 of the image (chapter 2's convention, tested in test_actions)
+    assert np.array_equal(_shown(fig)[1], torch.rot90(x[0, 0], 1, dims=(-2, -1)).numpy())
+    assert np.array_equal(_shown(fig)[0], x[0, 0].numpy())
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 4, 6, 6), (3, 4, 6, 6), (4, 6, 6)])
 def test_plot_lifted(shape) -> None:
-    fig = plotting.plot_lifted(torch.rand(shape), "r4", max_channels=2)
-    rows = min(shape[-4], 2) if len(shape) >= 4 else 1
-    assert isinstance(fig, Figure) and _axes_with_images(fig) == rows * 4
+    import numpy as np
+
+    f = torch.rand(shape, dtype=torch.float64)
+    fig = plotting.plot_lifted(f, "r4", max_channels=2)
+    maps = f.reshape(-1, 4, 6, 6)[:2]  # (C', G, H, W)
+    assert len(_shown(fig)) == maps.shape[0] * 4
+    for panel, expected in zip(_shown(fig), maps.reshape(-1, 6, 6)):  # row = channel, column = element
+        assert np.array_equal(panel, expected.numpy())
 
 
 def test_plot_lifted_rejects_wrong_group_axis() -> None:
@@ -126,12 +159,18 @@ def test_plot_attention_map(window) -> None:
     assert isinstance(fig, Figure)
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (9, 9) and abs(float(shown.sum()) - 1.0) < 1e-12  # the softmax sums to 1
+    if window == 3:  # the 3x3 window around (4, 5), row-major, placed by hand
+        expected = torch.zeros(9, 9, dtype=torch.float64)
+        expected[3:6, 4:7] = weights[4 * 9 + 5].view(3, 3)
+        assert (torch.as_tensor(shown) == expected).all()
 
 
 def test_plot_errors_labels_zero_bars() -> None:
-    fig = plotting.plot_errors({"translation": [0.0, 1e-3], "rotation": [2e-16, 0.05]}, ["none", "relative"])
-    assert isinstance(fig, Figure) and len(fig.axes[0].patches) == 4
-    assert "0" in [t.get_text() for t in fig.axes[0].texts]
+    errors = {"translation": [0.0, 1e-3], "rotation": [2e-16, 0.05]}
+    fig = plotting.plot_errors(errors, ["none", "relative"], floor=1e-17)
+    heights = [bar.get_height() for bar in fig.axes[0].patches]
+    assert heights == [1e-17, 1e-3, 2e-16, 0.05]  # series by series; a zero stops at the floor
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0", "1e-03", "2e-16", "5e-02"]
 
 
 def test_plot_errors_rejects_a_short_series() -> None:
@@ -148,11 +187,17 @@ def test_plot_offsets_counts_grid_points(group: str, on_grid: str) -> None:
 
 @pytest.mark.parametrize("group", ["r4", "m4"])
 def test_plot_position_encoding(group: str) -> None:
+    import numpy as np
+
     from gsa_tutorial.groups import get_group
 
     order = get_group(group).order
-    fig = plotting.plot_position_encoding(torch.randn(order, 5, 5), group)
-    assert isinstance(fig, Figure) and _axes_with_images(fig) == order
+    maps = torch.randn(order, 5, 5, dtype=torch.float64)
+    fig = plotting.plot_position_encoding(maps, group)
+    shown = _shown(fig)
+    assert len(shown) == order and all(np.array_equal(a, m.numpy()) for a, m in zip(shown, maps))
+    vmax = float(maps.abs().max())
+    assert fig.axes[0].images[0].get_clim() == (-vmax, vmax)  # centred colour scale
 
 
 def test_plot_group_tables() -> None:
@@ -183,6 +228,11 @@ def test_plot_lifted_rotation_frames_follow_the_group_axis(group: str, r: int, l
     assert isinstance(fig, Figure) and _axes_with_images(fig) == 2 * (g.order + 1)
     grid = np.array(fig.axes, dtype=object).reshape((g.order + 1, 2) if layout == "rows" else (2, g.order + 1))
     panels = grid if layout == "rows" else grid.T  # (element + 1, side)
+    import numpy as np
+
+    for h in g.elements:  # the maps drawn: channel 0 of f (left) and of the moved map (right) at h
+        assert np.array_equal(np.asarray(panels[h + 1, 0].images[0].get_array()), lifted[0, 0, h].double().numpy())
+        assert np.array_equal(np.asarray(panels[h + 1, 1].images[0].get_array()), lifted.flip(-1)[0, 0, h].double().numpy())
     for h in g.elements:  # the right panel of h is framed like the left panel of r⁻¹h
         source = g.compose(g.inverse(r), h)
         right = panels[h + 1, 1].spines["left"].get_edgecolor()
@@ -218,6 +268,8 @@ def test_plot_element_errors_draws_one_bar_per_series_and_element() -> None:
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert [len(ax.patches) for ax in fig.axes] == [2 * 4, 2 * 8]
     assert sum(bool(p.get_hatch()) for p in fig.axes[0].patches) == 2  # the two exact zeros at e
+    heights = [bar.get_height() for bar in fig.axes[0].patches]  # series by series, elements in order
+    assert heights == [1e-18, 0.3, 0.2, 0.3, 1e-18, 3e-16, 2e-16, 3e-16]  # a zero is drawn at the floor
 
 
 def test_plot_element_errors_rejects_mismatched_groups() -> None:
@@ -227,7 +279,7 @@ def test_plot_element_errors_rejects_mismatched_groups() -> None:
 
 def test_plot_attention_cost() -> None:
     fig = plotting.plot_attention_cost(["z2", "r4", "r8"], [25, 1600, 12800], [25, 400, 1600])
-    assert isinstance(fig, Figure) and len(fig.axes[0].patches) == 6
+    assert [bar.get_height() for bar in fig.axes[0].patches] == [25, 1600, 12800, 25, 400, 1600]
     with pytest.raises(ValueError, match="same length"):
         plotting.plot_attention_cost(["z2"], [1, 2], [1])
 
@@ -256,8 +308,11 @@ def test_plot_network_diagram_lists_every_block_with_its_shape(group: str) -> No
     config = preset("rotmnist", group)
     texts = _texts(plotting.plot_network_diagram(config, 28))
     G = get_group(group).order
-    assert sum(t.startswith("block ") for t in texts) == config.num_blocks
-    assert f"{config.widths[-1]}×{G}×4²" in texts, "the rotMNIST net ends on a 4x4 map"
+    # rotMNIST by hand: lift 28, crop 2 -> 24, 24 -> pool 12, crop 2 -> 8, crop 1 -> 6, crop 1 -> 4
+    shapes = [f"{w}×{G}×{side}²" for w, side in zip([22] * 7, [28, 24, 24, 12, 8, 6, 4])]
+    assert [t for t in texts if "×" in t and "²" in t and t.count("×") == 2] == shapes
+    assert [t for t in texts if t.startswith("block ")] == ["block 1\ncrop 2", "block 2", "block 3\ncrop 2", "block 4\ncrop 1", "block 5\ncrop 1"]
+    assert "10 logits" in texts and "22" in texts  # the head: 22 pooled features, 10 logits
 
 
 def test_plot_network_diagram_refuses_sizes_that_break_symmetry() -> None:
@@ -270,9 +325,11 @@ def test_plot_network_diagram_refuses_sizes_that_break_symmetry() -> None:
 def test_plot_parameter_counts_one_panel_per_preset_and_a_paper_line() -> None:
     counts = {"rotmnist": {"z2": 41_000, "r4": 42_000}, "small": {"z2": 1_300, "r4": 1_350, "m4": 1_400}}
     fig = plotting.plot_parameter_counts(counts, {"rotmnist": 44_400})
-    assert len(fig.axes) == 2
-    assert [len(ax.patches) for ax in fig.axes] == [2, 3]
-    assert [len(ax.get_lines()) for ax in fig.axes] == [1, 0], "only presets with a paper number get a line"
+    assert [[bar.get_height() for bar in ax.patches] for ax in fig.axes] == [[41_000, 42_000], [1_300, 1_350, 1_400]]
+    assert [[t.get_text() for t in ax.texts] for ax in fig.axes] == [["41.0k", "42.0k"], ["1.3k", "1.4k", "1.4k"]]
+    lines = [ax.get_lines() for ax in fig.axes]
+    assert [len(ls) for ls in lines] == [1, 0], "only presets with a paper number get a line"
+    assert list(lines[0][0].get_ydata()) == [44_400, 44_400]
 
 
 def test_plot_parameter_counts_rejects_an_empty_preset() -> None:

@@ -29,6 +29,7 @@ from ..testing import equivariance_error
 
 __all__ = ["STRICT_ENV", "ExerciseFailed", "Feedback", "Check", "checker", "strict"]
 
+#: The environment variable that makes every checker raise on a wrong answer (strict mode).
 STRICT_ENV = "GSA_EXERCISES_STRICT"
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented yet"
