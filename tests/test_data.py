@@ -158,14 +158,14 @@ class FakeResponse:
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, payload: bytes, **kw: object) -> list[str]:
-    """Make data.urlopen serve ``payload``; returns the list of requested URLs."""
+    """Make data.files.urlopen serve ``payload``; returns the list of requested URLs."""
     calls: list[str] = []
 
     def fake_urlopen(request, timeout=None):
         calls.append(request.full_url)
         return FakeResponse(payload, **kw)
 
-    monkeypatch.setattr(data, "urlopen", fake_urlopen)
+    monkeypatch.setattr(data.files, "urlopen", fake_urlopen)
     return calls
 
 
@@ -173,7 +173,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_urlopen(request, timeout=None):
         raise URLError("no network in tests")
 
-    monkeypatch.setattr(data, "urlopen", fake_urlopen)
+    monkeypatch.setattr(data.files, "urlopen", fake_urlopen)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -330,7 +330,7 @@ def test_rotmnist_white_pixel_is_255_not_0(rotmnist_root: Path) -> None:
 
 def test_to_uint8_rounds_and_clips() -> None:
     values = np.array([0.0, 1.0, 0.5, 0.2, 1.3, -0.2, 254.6 / 255])
-    assert data._to_uint8(values).tolist() == [0, 255, 128, 51, 255, 0, 255]
+    assert data.base.to_uint8(values).tolist() == [0, 255, 128, 51, 255, 0, 255]
 
 
 @pytest.mark.parametrize(("transpose", "where"), [(True, (5, 0)), (False, (0, 5))])
@@ -416,7 +416,7 @@ def test_cifar_unpickler_refuses_code() -> None:
             return (os.system, ("echo pwned",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        data._load_cifar_batch(pickle.dumps({b"data": Evil(), b"labels": []}))
+        data.formats.load_cifar_batch(pickle.dumps({b"data": Evil(), b"labels": []}))
 
 
 def test_cifar_constants() -> None:
@@ -704,7 +704,6 @@ def test_rotate_images_per_sample_angles() -> None:
     batch = data.rotate_images(x, angles)
     single = torch.cat([data.rotate_images(x[i : i + 1], angles[i]) for i in range(3)])
     assert torch.allclose(batch, single, atol=1e-6)
-    assert torch.equal(data.rotated_copy(x, angles), batch)
 
 
 def test_rotate_images_rejects_uint8() -> None:
@@ -769,7 +768,7 @@ class Stalling:
         time.sleep(60)
     def __enter__(self): return self
     def __exit__(self, *exc): return None
-data.urlopen = lambda request, timeout=None: Stalling()
+data.files.urlopen = lambda request, timeout=None: Stalling()
 data.download_url("https://example.org/f.bin", target, None, progress=False)
 """
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import gsa_tutorial
-from gsa_tutorial import data as data_module
+from gsa_tutorial.data import mnist as data_module
 from gsa_tutorial import pretrained as pretrained_module
 from gsa_tutorial.data import (
     DATASET_NAMES,

@@ -180,7 +180,7 @@ def test_interrupted_run_is_not_tested(tmp_path):
 def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
     args = (digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path)
     trained, _ = train_or_load(tiny_net(), *args)
-    monkeypatch.setattr("gsa_tutorial.train.fit", lambda *a, **k: pytest.fail("train_or_load retrained a finished run"))
+    monkeypatch.setattr("gsa_tutorial.train.loop.fit", lambda *a, **k: pytest.fail("train_or_load retrained a finished run"))
     loaded, record = train_or_load(tiny_net(seed=5), *args)
     assert record["finished"]
     for name, tensor in trained.state_dict().items():
@@ -442,8 +442,8 @@ def test_read_only_out_fails_before_training(tmp_path, capsys):
 
 def test_unwritable_folder_fails_before_the_first_epoch(tmp_path, monkeypatch):
     """The write probe runs before training (simulated: root ignores permissions)."""
-    monkeypatch.setattr(train_module.tempfile, "TemporaryFile", lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
-    monkeypatch.setattr(train_module, "_make_optimizer", lambda *a: pytest.fail("training started"))
+    monkeypatch.setattr(train_module.runs.tempfile, "TemporaryFile", lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(train_module.loop, "make_optimizer", lambda *a: pytest.fail("training started"))
     with pytest.raises(train_module.RunFolderError, match=r"cannot write to the run folder .*\(Permission denied\)"):
         fit(tiny_net(), digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path / "run")
 
