@@ -5,8 +5,8 @@ the fast group layer with the dense reference *in one process* (same weights, sa
 :func:`measure_model_step` a whole training step, which is what ``python -m benchmarks.attention``
 and the chapter run; :func:`environment` records where the numbers come from. The
 configurations and the score-tensor arithmetic are in :mod:`gsa_tutorial.costs`, the
-approximate equivariance off the grid in :mod:`gsa_tutorial.offgrid`; both are re-exported
-here for the notebooks and benchmarks that import them from this module.
+approximate equivariance off the grid in :mod:`gsa_tutorial.offgrid`; their names still import
+from this module (the notebooks and benchmarks do), but are documented there.
 
 Memory on CPU is measured in-process with the PyTorch profiler: every allocation and free of
 the step is an event with a signed size, and the peak of their running sum is the peak of
@@ -34,29 +34,13 @@ from torch import nn
 
 from . import attention
 from .attention import GroupSelfAttention, LiftingSelfAttention
-from .costs import LayerConfig, format_bytes, paper_configs, quick_configs, results_table, score_tensor_sizes
+from .costs import LayerConfig, format_bytes, paper_configs, quick_configs, results_table, score_tensor_sizes  # noqa: F401
 from .data import PRESET_DATASETS, dataset_info
 from .groups import get_group
 from .model import GSANet, count_parameters, preset
-from .offgrid import nongrid_equivariance_errors
+from .offgrid import nongrid_equivariance_errors  # noqa: F401
 
-__all__ = [
-    "forward_backward",
-    "time_step",
-    "peak_memory",
-    "measure_layers",
-    "measure_model_step",
-    "environment",
-    "is_out_of_memory",
-    # re-exported (see the module docstring)
-    "LayerConfig",
-    "paper_configs",
-    "quick_configs",
-    "score_tensor_sizes",
-    "format_bytes",
-    "results_table",
-    "nongrid_equivariance_errors",
-]
+__all__ = ["forward_backward", "time_step", "peak_memory", "measure_layers", "measure_model_step", "environment", "is_out_of_memory"]
 
 
 # Messages of the allocators when a tensor does not fit (CUDA, CPU, MPS).

@@ -69,6 +69,31 @@ from .registry import (
 )
 from .synthetic import SYNTHETIC_FONTS, SyntheticDigits
 
+# The constants again, each with its comment here: the API reference documents this package's
+# names from this file (the values are the submodules' own objects).
+#: The splits every data set offers, in this order.
+SPLITS = SPLITS
+#: The names :func:`get_dataset` accepts (the table above).
+DATASET_NAMES = DATASET_NAMES
+#: The data set each model preset of :func:`gsa_tutorial.model.preset` trains on by default.
+PRESET_DATASETS = PRESET_DATASETS
+#: Default sizes of the synthetic splits (quick mode).
+SYNTHETIC_SIZES = SYNTHETIC_SIZES
+#: The DejaVu fonts (bundled with matplotlib) whose glyphs :class:`SyntheticDigits` draws.
+SYNTHETIC_FONTS = SYNTHETIC_FONTS
+#: The split of the shipped digits (:class:`MNISTMini`): train, then valid, then test.
+MNIST_MINI_SIZES = MNIST_MINI_SIZES
+#: sha256 of ``gsa_tutorial/assets/mnist_mini.npz`` as built by ``tools/build_mnist_subset.py``.
+MNIST_MINI_SHA256 = MNIST_MINI_SHA256
+#: Per-channel mean of the 50,000 CIFAR-10 training images (values in [0, 1]).
+CIFAR10_MEAN = CIFAR10_MEAN
+#: Per-channel standard deviation of the CIFAR-10 training images (not the often copied 0.2023, ...).
+CIFAR10_STD = CIFAR10_STD
+#: Magic number of an IDX file of images (2051).
+IDX_IMAGES_MAGIC = IDX_IMAGES_MAGIC
+#: Magic number of an IDX file of labels (2049).
+IDX_LABELS_MAGIC = IDX_LABELS_MAGIC
+
 __all__ = [
     "DATASET_NAMES",
     "DatasetInfo",

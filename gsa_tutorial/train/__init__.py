@@ -86,6 +86,10 @@ from .loop import NonFiniteLossError, fit, train_or_load
 from .optim import decay_parameter_names, make_optimizer, make_scheduler
 from .runs import ResumeMismatchError, RunFolderError, check_run_folder, resume_differences
 
+#: TrainConfig fields that may differ between a checkpoint and a resumed run (``epochs`` too:
+#: the schedule is then recomputed, which :func:`fit` states). Documented here for the API reference.
+RESUMABLE_CHANGES = RESUMABLE_CHANGES
+
 __all__ = [
     "TrainConfig",
     "train_preset",
