@@ -899,7 +899,9 @@ def test_a_failed_rename_leaves_no_temporary_file(tmp_path: Path, monkeypatch: p
             data.download_url("https://example.org/target.bin", target, None, progress=False)  # DatasetNotFoundError
         elif writer == "cache":
             with pytest.warns(UserWarning, match="damaged"):  # a folder is no cache: rebuilt, then written
-                data.files.cached(target, lambda: (torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64)))
+                data.files.cached(
+                    target, lambda: (torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64)), image_shape=(28, 28), num_classes=10
+                )
         else:
             save_checkpoint({"model": {}}, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .target.bin.*.tmp / .part left

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import _InMemoryImages, check_images_and_labels, check_split
+from .base import _InMemoryImages, check_split
 from .files import cached, data_root, ensure_file
 from .formats import load_cifar_batch
 
@@ -85,10 +85,7 @@ class CIFAR10(_InMemoryImages):
             images, labels = self._parse(archive, members)
             return torch.from_numpy(images), torch.from_numpy(labels)
 
-        def check(images: torch.Tensor, labels: torch.Tensor, source: str) -> None:
-            check_images_and_labels(images, labels, source=source, image_shape=(3, 32, 32), num_classes=10)
-
-        return cached(self.cache_path(part), parse, check)
+        return cached(self.cache_path(part), parse, image_shape=(3, 32, 32), num_classes=10)
 
     @staticmethod
     def _parse(archive: Path, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

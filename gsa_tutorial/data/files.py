@@ -30,6 +30,7 @@ from urllib.request import Request, urlopen
 import torch
 
 from .._io import atomic_torch_save, atomic_write
+from .base import check_images_and_labels
 
 __all__ = ["DatasetNotFoundError", "ChecksumError", "default_data_dir", "md5sum", "download_url"]
 
@@ -59,6 +60,26 @@ def default_data_dir() -> Path:
 def data_root(root: str | os.PathLike | None) -> Path:
     """``root`` as a path (``~`` expanded), or :func:`default_data_dir` when it is ``None``."""
     return Path(root).expanduser() if root is not None else default_data_dir()
+
+
+def read_asset(name: str, sha256: str, *, constant: str, tool: str) -> bytes:
+    """The bytes of ``gsa_tutorial/assets/<name>``, a file shipped with the package, checked
+    against its recorded ``sha256`` (the message names the module ``constant`` that records
+    it and the ``tool`` that rebuilds the file).
+
+    Raises:
+        ChecksumError: the file's sha256 is not the recorded one.
+    """
+    from importlib.resources import files
+
+    raw = (files("gsa_tutorial") / "assets" / name).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise ChecksumError(
+            f"gsa_tutorial/assets/{name} has sha256 {digest}, expected {sha256}: the installed package is damaged, "
+            f"or the file was rebuilt without updating {constant} (python {tool} prints the new sum)"
+        )
+    return raw
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -180,26 +201,30 @@ def ensure_file(
 def cached(
     cache: Path,
     parse: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    check: Callable[[torch.Tensor, torch.Tensor, str], None] | None = None,
+    *,
+    image_shape: tuple[int, ...],
+    num_classes: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels from the uint8 cache file, or parsed once and cached atomically.
 
-    A cache that cannot be read or whose content fails ``check`` (a damaged file, another
-    version) is rebuilt from the source with a warning; data parsed from the source that fail
-    ``check`` raise a :class:`ValueError` naming the source.
+    A cache that cannot be read or whose content fails :func:`check_images_and_labels` (a
+    damaged file, another version) is rebuilt from the source with a warning; data parsed from
+    the source that fail it raise a :class:`ValueError` naming the source.
     """
+
+    def check(images: torch.Tensor, labels: torch.Tensor, source: str) -> None:
+        check_images_and_labels(images, labels, source=source, image_shape=image_shape, num_classes=num_classes)
+
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
             images, labels = blob["images"], blob["labels"]
-            if check is not None:
-                check(images, labels, f"cache {cache}")
+            check(images, labels, f"cache {cache}")
             return images, labels
         except Exception as err:
             warnings.warn(f"the cache {cache} is damaged or out of date ({type(err).__name__}: {err}); rebuilding it from the source", stacklevel=3)
     images, labels = parse()
-    if check is not None:
-        check(images, labels, f"data parsed for {cache.name} (from the files in {cache.parent})")
+    check(images, labels, f"data parsed for {cache.name} (from the files in {cache.parent})")
     atomic_torch_save({"images": images, "labels": labels}, cache, suffix=".part")
     return images, labels
 

@@ -13,7 +13,6 @@ at the test set.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from .base import SPLITS, _InMemoryImages, check_images_and_labels, check_split, rotate_images, to_uint8
-from .files import ChecksumError, cached, data_root, default_data_dir, ensure_file
+from .files import cached, data_root, default_data_dir, ensure_file, read_asset
 from .formats import load_mnist_idx, parse_amat
 
 __all__ = ["MNISTIDX", "RotatedMNISTFromIDX", "RotatedMNIST", "MNISTMini", "MNIST_MINI_SIZES", "MNIST_MINI_SHA256"]
@@ -240,10 +239,7 @@ class RotatedMNIST(_InMemoryImages):
             images = torch.from_numpy(to_uint8(pixels).reshape(-1, 28, 28))  # (N, 28, 28), file (row-major) order
             return images, torch.from_numpy(labels)
 
-        def check(images: torch.Tensor, labels: torch.Tensor, source: str) -> None:
-            check_images_and_labels(images, labels, source=source, image_shape=(28, 28), num_classes=10)
-
-        return cached(self.cache_path(part), parse, check)
+        return cached(self.cache_path(part), parse, image_shape=(28, 28), num_classes=10)
 
     @staticmethod
     def _parse_member(archive: Path, member: str) -> tuple[np.ndarray, np.ndarray]:
@@ -265,16 +261,7 @@ _MNIST_MINI_FILE = "mnist_mini.npz"
 @functools.lru_cache(maxsize=1)
 def _mnist_mini_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The shipped digits, checked against :data:`MNIST_MINI_SHA256` (read once per process)."""
-    from importlib.resources import files
-
-    raw = (files("gsa_tutorial") / "assets" / _MNIST_MINI_FILE).read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != MNIST_MINI_SHA256:
-        raise ChecksumError(
-            f"gsa_tutorial/assets/{_MNIST_MINI_FILE} has sha256 {digest}, expected {MNIST_MINI_SHA256}: "
-            "the installed package is damaged, or the file was rebuilt without updating MNIST_MINI_SHA256 "
-            "(python tools/build_mnist_subset.py prints the new sum)"
-        )
+    raw = read_asset(_MNIST_MINI_FILE, MNIST_MINI_SHA256, constant="MNIST_MINI_SHA256", tool="tools/build_mnist_subset.py")
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:
         images = torch.from_numpy(z["images"].copy())  # (4000, 28, 28) uint8, upright
         labels = torch.from_numpy(z["labels"].astype(np.int64))  # (4000,)

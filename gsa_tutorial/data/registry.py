@@ -2,18 +2,7 @@
 image size, classes), where its files live, how to build it, and which data set each model
 preset trains on.
 
-==========================  ===========================================  ===============
-name (:func:`get_dataset`)  class                                        image
-==========================  ===========================================  ===============
-``"rotmnist"``              :class:`RotatedMNIST` (Larochelle et al.)    ``(1, 28, 28)``
-``"cifar10"``               :class:`CIFAR10`                             ``(3, 32, 32)``
-``"pcam"``                  :class:`PCam` (Veeling et al., needs h5py)   ``(3, 96, 96)``
-``"synthetic"``             :class:`SyntheticDigits` (offline, upright)  ``(1, 28, 28)``
-``"synthetic-rotated"``     :class:`SyntheticDigits` ``rotated=True``    ``(1, 28, 28)``
-``"mnist-idx-rotated"``     :class:`RotatedMNISTFromIDX` (MNIST IDX)     ``(1, 28, 28)``
-``"mnist-mini"``            :class:`MNISTMini` (shipped, offline)        ``(1, 28, 28)``
-``"mnist-mini-rotated"``    :class:`MNISTMini` ``rotated=True``          ``(1, 28, 28)``
-==========================  ===========================================  ===============
+The table of names is in the docstring of :mod:`gsa_tutorial.data`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ file, ``gsa_tutorial/assets/synthetic_glyphs.npz``, rendered once by ``tools/bui
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import math
 
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import _InMemoryImages
-from .files import ChecksumError
+from .files import read_asset
 
 __all__ = ["SyntheticDigits", "SYNTHETIC_FONTS"]
 
@@ -46,16 +45,7 @@ def _glyph_templates() -> torch.Tensor:
     Read from the shipped file (checked against :data:`GLYPHS_SHA256`), which holds the coverage
     of each template pixel in quarters (``tools/build_glyphs.py`` says how it is rendered).
     """
-    from importlib.resources import files
-
-    raw = (files("gsa_tutorial") / "assets" / GLYPHS_FILE).read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != GLYPHS_SHA256:
-        raise ChecksumError(
-            f"gsa_tutorial/assets/{GLYPHS_FILE} has sha256 {digest}, expected {GLYPHS_SHA256}: the installed "
-            "package is damaged, or the file was rebuilt without updating GLYPHS_SHA256 (python tools/build_glyphs.py "
-            "prints the new sum)"
-        )
+    raw = read_asset(GLYPHS_FILE, GLYPHS_SHA256, constant="GLYPHS_SHA256", tool="tools/build_glyphs.py")
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:
         quarters, fonts = z["glyphs"], tuple(str(f) for f in z["fonts"])  # (fonts, 10, 64, 64) uint8 in 0..4
     if fonts != SYNTHETIC_FONTS or quarters.shape != (len(SYNTHETIC_FONTS), 10, TEMPLATE_SIZE, TEMPLATE_SIZE):
