@@ -181,7 +181,7 @@ def test_interrupted_run_is_not_tested(tmp_path):
 def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
     args = (digits("train", 8), digits("valid", 4), quiet(epochs=1, batch_size=4), tmp_path)
     trained, _ = train_or_load(tiny_net(), *args)
-    monkeypatch.setattr("gsa_tutorial.train.loop.fit", lambda *a, **k: pytest.fail("train_or_load retrained a finished run"))
+    monkeypatch.setattr("gsa_tutorial.train.notebook.fit", lambda *a, **k: pytest.fail("train_or_load retrained a finished run"))
     loaded, record = train_or_load(tiny_net(seed=5), *args)
     assert record["finished"]
     for name, tensor in trained.state_dict().items():

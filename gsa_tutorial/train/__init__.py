@@ -52,7 +52,7 @@ The package, one idea per module: ``config`` (:class:`TrainConfig`, presets), ``
 (weight decay on weights only, the schedule), ``checkpoint`` (saving and loading weights,
 random states), ``runs`` (the run folder, resume checks, metrics files), ``distributed``
 (devices, ``torchrun``, precision), ``evaluation`` (loss, accuracy, accuracy against angle),
-``loop`` (:func:`fit` as named steps, :func:`train_or_load`) and ``cli`` (the command line,
+``loop`` (:func:`fit` as named steps), ``notebook`` (:func:`train_or_load`) and ``cli`` (the command line,
 its flags derived from :class:`TrainConfig`).
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
@@ -82,7 +82,8 @@ from .checkpoint import (
 from .cli import build_parser, main
 from .config import RESUMABLE_CHANGES, TrainConfig, train_preset, validate_train_config
 from .evaluation import accuracy_vs_angle, evaluate
-from .loop import NonFiniteLossError, fit, train_or_load
+from .loop import NonFiniteLossError, fit
+from .notebook import train_or_load
 from .optim import decay_parameter_names, make_optimizer, make_scheduler
 from .runs import ResumeMismatchError, RunFolderError, check_run_folder, resume_differences
 

@@ -1,4 +1,4 @@
-"""The training loop: :func:`fit` as named steps, and :func:`train_or_load` for notebooks.
+"""The training loop: :func:`fit` as named steps.
 
 The trainer knows nothing about the model: :func:`fit` trains any ``nn.Module`` that maps a
 batch of images ``(B, C, H, W)`` to logits ``(B, classes)``. One call of :func:`fit` is
@@ -15,13 +15,12 @@ batch of images ``(B, C, H, W)`` to logits ``(B, classes)``. One call of :func:`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,9 +33,7 @@ from ..model import count_parameters
 from .checkpoint import (
     BEST,
     LAST,
-    METRICS_JSON,
     RUN_FILES,
-    CheckpointError,
     _model_state,
     _rng_state,
     _set_rng_state,
@@ -59,7 +56,7 @@ from .runs import (
     resume_differences,
 )
 
-__all__ = ["fit", "train_or_load", "NonFiniteLossError"]
+__all__ = ["fit", "NonFiniteLossError"]
 
 # On CPU checking the loss is free; on a GPU every few steps (each check waits for the device).
 _FINITE_CHECK_EVERY = 10
@@ -477,54 +474,3 @@ def _stop_if_weights_not_finite(run: _Run, epoch: int) -> None:
             f"training stopped: after epoch {epoch} the weights hold NaN/inf values ({', '.join(broken[:3])}"
             f"{', ...' if len(broken) > 3 else ''}); {_last_good(run.run_path, run.record)}. Lower the learning rate or set grad_clip."
         )
-
-
-# ---- notebooks: train once, then load -------------------------------------------------------
-
-
-def train_or_load(
-    model: nn.Module,
-    train_set: Dataset,
-    valid_set: Dataset,
-    config: TrainConfig,
-    run_dir: str | os.PathLike,
-    *,
-    test_set: Dataset | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the finished run in ``run_dir`` if there is one, else train (resuming if possible).
-
-    Lets a notebook re-run instantly once its model is trained, and pick up a run that was
-    interrupted. The model's weights become the run's best weights. A run made with other
-    settings (model, training or data sizes) is never loaded in place of the one asked for:
-    :class:`ResumeMismatchError` lists the fields; asking for more epochs continues the run.
-
-    Returns:
-        ``(model, record)`` with ``record`` as returned by :func:`fit`.
-    """
-    run_path = Path(run_dir)
-    metrics = run_path / METRICS_JSON
-    if metrics.exists() and (run_path / BEST).exists():
-        try:
-            record = json.loads(metrics.read_text())
-        except ValueError as err:
-            raise CheckpointError(
-                f"cannot read {metrics} ({err}); it is damaged. Delete it to resume from {run_path / LAST}, "
-                "or delete the run folder to train again."
-            ) from err
-        differences, _ = resume_differences(
-            record, model_config=_model_config(model), train_config=config,
-            data={"train_size": _size(train_set), "valid_size": _size(valid_set)},
-        )
-        if differences:
-            raise ResumeMismatchError(
-                f"{run_path} holds a run made with other settings than the ones asked for, in {len(differences)} "
-                "field(s):\n  " + "\n  ".join(differences) + f"\nUse another run_dir for the new settings, or delete "
-                f"{run_path} to train again there."
-            )
-        if record.get("finished") and len(record.get("history", [])) >= config.epochs:
-            load_state_dict(model, load_checkpoint(run_path / BEST, require=("model",))["model"])
-            if record.get("test") is None and test_set is not None:
-                record["test"] = evaluate(model, test_set, batch_size=config.eval_batch_size or 2 * config.batch_size)
-            return model, cast(dict[str, Any], record)
-    record = fit(model, train_set, valid_set, config, run_path, test_set=test_set, resume=True)
-    return model, record
