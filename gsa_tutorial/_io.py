@@ -1,4 +1,4 @@
-"""Atomic file writes that leave nothing behind, shared by :mod:`.train` and :mod:`.data`.
+"""Atomic file writes that leave nothing behind, shared by :mod:`.train`, :mod:`.data` and :mod:`.evaluate`.
 
 One helper for one idea: every file the package writes (checkpoints, metrics, downloads,
 data caches) goes through :func:`atomic_write`:
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "temporaries_of", "file_mode"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "remove_stale_temporaries", "temporaries_of", "file_mode"]
 
 # Temporary files this process is writing right now (so a cleanup never removes them).
 _IN_FLIGHT: set[Path] = set()
@@ -121,10 +121,26 @@ def atomic_write(
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
+            # Inside the try: a rename that fails (the target is a folder, a read-only file
+            # system, another device) must not leave the complete temporary file behind.
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        os.replace(tmp, path)
     finally:
         _IN_FLIGHT.discard(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path, "w", newline="") as f:
+        f.write(text)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, suffix: str = ".tmp") -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write` (never a half-written file)."""
+    import torch  # here: the rest of this module needs only the standard library
+
+    with atomic_write(path, "wb", suffix=suffix) as f:
+        torch.save(obj, f)

@@ -105,14 +105,27 @@ def _resample(group: Group, h: int, x: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(-1, 1, height, width)  # (N, 1, H, W)
     coords = pixel_coordinates(height, width, dtype=torch.float64)  # (H, W, 2)
     src = act_on_coordinates(group, group.inverse(h), coords)  # (H, W, 2) points h⁻¹ p
+    return _sample_at(flat, src).reshape(*lead, height, width)
+
+
+def _sample_at(x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of images ``x`` at plane points (this module's conventions; zeros outside).
+
+    The one resampling step of the package: :func:`act_on_image` (non-grid elements) and
+    :func:`gsa_tutorial.data.rotate_images` (one angle per image) both end here.
+
+    Shape:
+        x ``(N, C, H, W)``, points ``(H, W, 2)`` (the same for every image) or ``(N, H, W, 2)``
+        (float64 plane coordinates ``(x, y)``) -> ``(N, C, H, W)``.
+    """
+    N, _, height, width = x.shape
     # grid_sample wants (x, y) in [-1, 1], y pointing *down*, align_corners=True: centres of
     # the corner pixels at ±1.
-    gx = src[..., 0] / max((width - 1) / 2, 0.5)
-    gy = -src[..., 1] / max((height - 1) / 2, 0.5)
-    grid = torch.stack([gx, gy], dim=-1).to(dtype=x.dtype, device=x.device)  # (H, W, 2)
-    grid = grid.expand(flat.shape[0], height, width, 2)
-    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out.reshape(*lead, height, width)
+    gx = points[..., 0] / max((width - 1) / 2, 0.5)
+    gy = -points[..., 1] / max((height - 1) / 2, 0.5)
+    grid = torch.stack([gx, gy], dim=-1).to(dtype=x.dtype, device=x.device)  # (H, W, 2) or (N, H, W, 2)
+    grid = grid.expand(N, height, width, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def act_on_image(group: Group | str, h: int, x: torch.Tensor) -> torch.Tensor:

@@ -35,9 +35,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._io import atomic_write_text
 from .data import DATASET_NAMES, get_dataset
+from .groups import get_group
+from .model import count_parameters
 from .testing import default_rtol, equivariance_error
-from .train import BEST, LAST, METRICS_JSON, accuracy_vs_angle, evaluate, load_checkpoint, load_model
+from .train import accuracy_vs_angle, evaluate, load_checkpoint, load_model
+from .train.checkpoint import BEST, LAST, METRICS_JSON
+from .train.cli import _key_values
 
 __all__ = ["resolve_checkpoint", "evaluate_run", "invariance_check", "format_report", "save_plot", "build_parser", "main"]
 
@@ -105,8 +110,6 @@ def invariance_check(model: nn.Module, group: str, images: torch.Tensor) -> dict
     Returns:
         ``{"group", "errors": {element name: error}, "max_error", "rtol", "passed"}``.
     """
-    from .groups import get_group
-
     h_group = get_group(group)
     x = images.to(dtype=torch.float64, device=next(iter(model.parameters())).device)
     errors = equivariance_error(model, h_group, x, output_kind="invariant")
@@ -180,7 +183,7 @@ def evaluate_run(
         "dataset": name,
         "split": split,
         "group": invariance["group"],
-        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_parameters": count_parameters(model),
         "best_epoch": checkpoint.get("epoch"),
         "test": test,
         "angles": {"angles_deg": [float(a) for a in angles_deg], "accuracy": curve["accuracy"], "n": int(images.shape[0])},
@@ -260,10 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="run folder of gsa_tutorial.train (uses best.pt) or a .pt file")
     p.add_argument("--dataset", default=None, help=f"data set: {', '.join(DATASET_NAMES)} (default: the run's, if recorded)")
     p.add_argument("--split", default="test", choices=("test", "valid"), help="split to evaluate (default test)")
-    p.add_argument("--data-dir", default=None, help="data folder (default $GSA_DATA_DIR or ~/.cache/gsa_tutorial)")
+    p.add_argument("--data-dir", dest="root", metavar="DATA_DIR", default=None, help="data folder (default $GSA_DATA_DIR or ~/.cache/gsa_tutorial)")
     p.add_argument("--download", action="store_true", help="download missing data files")
     p.add_argument("--size", type=int, default=None, help="evaluate only the first N images of the split")
-    p.add_argument("--angles", type=_angles, default=None, metavar="DEG,DEG,...", help="angles of the robustness curve (default every 15°)")
+    p.add_argument(
+        "--angles", dest="angles_deg", type=_angles, default=None, metavar="DEG,DEG,...", help="angles of the robustness curve (default every 15°)"
+    )
     p.add_argument("--angle-images", type=int, default=1000, help="images used for the angle curve (default 1000)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -275,33 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m gsa_tutorial.evaluate``; returns the exit status."""
-    from .train import _key_values
-
-    args = build_parser().parse_args(argv)
+    args = vars(build_parser().parse_args(argv))  # the flags' names are evaluate_run's arguments
+    run, plot, json_out, options = args.pop("run"), args.pop("plot"), args.pop("json"), args.pop("data_option")
     try:
-        report = evaluate_run(
-            args.run,
-            dataset=args.dataset,
-            split=args.split,
-            root=args.data_dir,
-            download=args.download,
-            size=args.size,
-            angles_deg=args.angles,
-            angle_images=args.angle_images,
-            batch_size=args.batch_size,
-            device=args.device,
-            data_options=_key_values(args.data_option, "--data-option"),
-        )
+        report = evaluate_run(run, **args, data_options=_key_values(options, "--data-option"))
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     print(format_report(report))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({k: v for k, v in report.items() if k != "record"}, indent=2))
-        print(f"numbers written to {out}")
-    if args.plot:
-        print(f"figure written to {save_plot(report, args.plot)}")
+    if json_out:
+        atomic_write_text(json_out, json.dumps({k: v for k, v in report.items() if k != "record"}, indent=2))
+        print(f"numbers written to {json_out}")
+    if plot:
+        print(f"figure written to {save_plot(report, plot)}")
     return 0 if report["invariance"]["passed"] else 1
 
 

@@ -45,6 +45,7 @@ from ._checks import (
     mlp_hidden,
 )
 from .attention import LiftingSelfAttention
+from .data.cifar import CIFAR10_MEAN, CIFAR10_STD  # the one copy of the data set's statistics
 from .groups import get_group
 from .layers import (
     ACTIVATIONS,
@@ -494,8 +495,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         norm_between_blocks=True,
         input_dropout=0.2,
         pool_dropout=0.3,
-        input_mean=(0.4914, 0.4822, 0.4465),
-        input_std=(0.2023, 0.1994, 0.2010),
+        input_mean=CIFAR10_MEAN,
+        input_std=CIFAR10_STD,
     ),
     # Official PCam: 12 channels, block_sizes [0, 1, 2, 1], expansion [1, 2, 2, 2], crops
     # [0, 2, 1, 1], pooling after every stage: 96 -> 48 -> 48 -> 24 -> 20 -> 18 -> 9 -> 7.

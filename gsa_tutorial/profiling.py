@@ -1,16 +1,12 @@
-"""Measuring the time and memory of the attention layers and of a GSA-Net training step (chapter 9).
+"""Measuring time and memory: of one step of a layer or a GSA-Net training step (chapter 9).
 
-Legend: ``B`` batch, ``m`` heads, ``d`` dim_head, ``G = |H|`` group size, ``N = H*W`` query
-pixels, ``K = k*k`` window offsets.
-
-What dominates the cost of the group layer (eq. 6.1) is the score tensor: one logit per query
-``(i, h̃)``, key ``(j, ĥ)`` and output element ``h``, i.e. ``B·m·G³·N·K`` numbers in the
-textbook ("dense") layout of the official code, and ``B·m·G²·N·K`` in the factorized layout of
-:class:`~gsa_tutorial.attention.GroupSelfAttention` (module docstring of
-:mod:`gsa_tutorial.attention`). :func:`score_tensor_sizes` does that arithmetic;
-:func:`time_step` and :func:`peak_memory` measure; :func:`measure_layers` compares the fast
-layer with the dense reference *in one process* (same weights, same input), which is what
-``python -m benchmarks.attention`` and the chapter run.
+:func:`time_step` and :func:`peak_memory` measure any closure; :func:`measure_layers` compares
+the fast group layer with the dense reference *in one process* (same weights, same input), and
+:func:`measure_model_step` a whole training step, which is what ``python -m benchmarks.attention``
+and the chapter run; :func:`environment` records where the numbers come from. The
+configurations and the score-tensor arithmetic are in :mod:`gsa_tutorial.costs`, the
+approximate equivariance off the grid in :mod:`gsa_tutorial.offgrid`; their names still import
+from this module (the notebooks and benchmarks do), but are documented there.
 
 Memory on CPU is measured in-process with the PyTorch profiler: every allocation and free of
 the step is an event with a signed size, and the peak of their running sum is the peak of
@@ -24,73 +20,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .actions import act_on_image, act_on_lifted
+from . import attention
 from .attention import GroupSelfAttention, LiftingSelfAttention
+from .costs import LayerConfig, format_bytes, paper_configs, quick_configs, results_table, score_tensor_sizes  # noqa: F401
+from .data import PRESET_DATASETS, dataset_info
 from .groups import get_group
-from .images import disk_mask, gaussian_image
+from .model import GSANet, count_parameters, preset
+from .offgrid import nongrid_equivariance_errors  # noqa: F401
 
-__all__ = [
-    "LayerConfig",
-    "paper_configs",
-    "quick_configs",
-    "score_tensor_sizes",
-    "forward_backward",
-    "time_step",
-    "peak_memory",
-    "measure_layers",
-    "measure_model_step",
-    "nongrid_equivariance_errors",
-    "environment",
-    "format_bytes",
-    "results_table",
-    "is_out_of_memory",
-]
-
-BYTES_PER_FLOAT32 = 4
-
-
-# ---- configurations ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerConfig:
-    """One benchmark point: a lifting layer and a group layer of the same width.
-
-    Attributes:
-        name: a label, e.g. ``"rotmnist-r12"``.
-        group: the group (``"z2"``, ``"r4"``, ..., ``"m4"``).
-        size: the image side (square images ``size x size``).
-        channels: input and output channels of the group layer (output of the lifting layer).
-        heads: attention heads.
-        dim_head: width of each head.
-        window: odd window side ``k`` (``K = k*k`` keys per query).
-        batch: batch size.
-        in_channels: channels of the image fed to the lifting layer.
-    """
-
-    name: str
-    group: str
-    size: int
-    channels: int
-    heads: int
-    dim_head: int
-    window: int = 5
-    batch: int = 1
-    in_channels: int = 1
-
+__all__ = ["forward_backward", "time_step", "peak_memory", "measure_layers", "measure_model_step", "environment", "is_out_of_memory"]
 
 
 # Messages of the allocators when a tensor does not fit (CUDA, CPU, MPS).
@@ -105,80 +55,6 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError) or (oom is not None and isinstance(error, oom)):
         return True
     return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _OOM_MESSAGES)
-
-def _preset_dim_head(preset_name: str, channels: int, fallback: int) -> int:
-    """The ``dim_head`` a :mod:`gsa_tutorial.model` preset gives a layer of ``channels`` channels
-    (``fallback`` when the model module is not available)."""
-    try:
-        from .model import preset
-    except ImportError:  # the model chapter's module is optional for the benchmark
-        return fallback
-    config = preset(preset_name)
-    if config.dim_head is not None:
-        return config.dim_head
-    return max(int(round(channels * config.dim_head_ratio)), 1)
-
-
-def paper_configs(*, batch: int = 1) -> list[LayerConfig]:
-    """The paper's layer configurations (Romero & Cordonnier 2021, §5).
-
-    rotMNIST 28x28, 20 channels, 9 heads, 5x5 windows over Z2, R4, R8, R12, R16 and M4;
-    CIFAR-10 32x32 with 96 channels over M4; PCam 48x48 with 12 channels over R8.
-    ``dim_head`` is the one the model presets use (``out_channels // heads`` without
-    :mod:`gsa_tutorial.model`).
-    """
-    mnist_d = _preset_dim_head("rotmnist", 20, 20 // 9)
-    cifar_d = _preset_dim_head("cifar10", 96, 96 // 9)
-    pcam_d = _preset_dim_head("pcam", 12, max(12 // 9, 1))
-    configs = [
-        LayerConfig(f"rotmnist-{g}", g, 28, 20, 9, mnist_d, 5, batch, 1)
-        for g in ("z2", "r4", "r8", "r12", "r16", "m4")
-    ]
-    configs.append(LayerConfig("cifar10-m4", "m4", 32, 96, 9, cifar_d, 5, batch, 3))
-    configs.append(LayerConfig("pcam-r8", "r8", 48, 12, 9, pcam_d, 5, batch, 3))
-    return configs
-
-
-def quick_configs(*, batch: int = 1) -> list[LayerConfig]:
-    """A reduced set for a quick check: rotMNIST over Z2, R4 and R12."""
-    return [c for c in paper_configs(batch=batch) if c.name in ("rotmnist-z2", "rotmnist-r4", "rotmnist-r12")]
-
-
-def score_tensor_sizes(
-    group: str, height: int, width: int | None = None, *, window: int, heads: int, batch: int = 1, dim_head: int = 1
-) -> dict[str, int]:
-    """How many numbers the attention layers hold per step (the arithmetic of chapter 9).
-
-    Args:
-        group: the group H.
-        height, width: the feature-map size (``width`` defaults to ``height``).
-        window: the window side k.
-        heads: attention heads m.
-        batch: batch size B.
-        dim_head: head width d (for the unfolded keys and values).
-
-    Returns:
-        ``lifting`` (``B m G N K``: one logit per query, key and output element),
-        ``factorized`` (``B m G² N K``: the largest tensors of the fast group layer),
-        ``dense`` (``B m G³ N K``: the score tensor of the official layout),
-        ``unfold`` (``B m G N K 2d``: keys and values gathered into every window), and the
-        same with a ``_bytes`` suffix in float32.
-    """
-    width = height if width is None else width
-    G = get_group(group).order
-    N, K = height * width, window * window
-    sizes = {
-        "lifting": batch * heads * G * N * K,
-        "factorized": batch * heads * G**2 * N * K,
-        "dense": batch * heads * G**3 * N * K,
-        "unfold": batch * heads * G * N * K * 2 * dim_head,
-    }
-    sizes.update({f"{k}_bytes": v * BYTES_PER_FLOAT32 for k, v in list(sizes.items())})
-    return sizes
-
-
-# ---- measuring -----------------------------------------------------------------------------
-
 
 def forward_backward(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     """A closure that runs one forward and backward pass of ``module`` on ``x``.
@@ -299,16 +175,6 @@ def peak_memory(fn: Callable[[], Any], *, device: torch.device | str = "cpu") ->
         running += event.nbytes()  # type: ignore[attr-defined]  # memory events have nbytes
         peak = max(peak, running)
     return int(peak)
-
-
-def format_bytes(n: float | None) -> str:
-    """``1.5 GB``-style text (powers of 1000) for a number of bytes; ``—`` for ``None``."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} B"
 
 
 def _measure(fn: Callable[[], Any], *, device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
@@ -436,17 +302,12 @@ def measure_model_step(
         ``{"preset", "group", "batch", "image_size", "parameters", "fast", "dense", "speedup",
         "memory_ratio"}``.
 
-    Raises:
-        ImportError: when :mod:`gsa_tutorial.model` is not available.
     """
-    from .model import GSANet, preset  # the model chapter's module; optional for the layer benchmarks
-
-    sizes = {"rotmnist": 28, "cifar10": 32, "pcam": 96, "small": 28}
     device = torch.device(device)
     config = preset(preset_name, group=group, **overrides)
     torch.manual_seed(seed)
     model = GSANet(config).to(device)
-    size = sizes.get(preset_name, 28)
+    size = dataset_info(PRESET_DATASETS[preset_name.strip().lower()]).image_size
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, config.in_channels, size, size, generator=gen).to(device)
     y = torch.randint(0, config.num_classes, (batch,), generator=gen).to(device)
@@ -461,7 +322,7 @@ def measure_model_step(
 
     result: dict[str, Any] = {
         "preset": preset_name, "group": group, "batch": batch, "image_size": size,
-        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "parameters": count_parameters(model),
         "dense": {"status": "not run"}, "speedup": None, "memory_ratio": None,
     }
     model.train()
@@ -482,59 +343,7 @@ def measure_model_step(
     return result
 
 
-# ---- approximate equivariance --------------------------------------------------------------
-
-
-def nongrid_equivariance_errors(
-    groups: Sequence[str] = ("r8", "r12", "r16"),
-    *,
-    size: int = 21,
-    radius: float = 6.0,
-    window: int = 5,
-    channels: int = 20,
-    heads: int = 9,
-    dim_head: int = 8,
-    seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Relative equivariance error of the lifting layer at the rotations that are not multiples of 90°.
-
-    Rotating an image by 45°, 30°, ... resamples it (bilinear interpolation in
-    :func:`~gsa_tutorial.actions.act_on_image`) and the square window does not rotate into
-    itself, so equivariance is only approximate (chapter 9). Measured in float64 on a smooth
-    Gaussian blob (off-centre, width 3 pixels), on the central disk of ``radius`` pixels where no
-    content is lost at the corners: ``max_disk |L(h·f) − h·L(f)| / max |L(f)|``.
-
-    Args:
-        groups: cyclic groups to check.
-        size: image side (odd, so the rotation centre is a pixel).
-        radius: radius of the disk the error is measured on.
-        window, channels, heads, dim_head: the lifting layer (one input channel).
-        seed: seeds the layer's weights.
-
-    Returns:
-        ``{group: {angle in degrees (str): error}}`` for every non-grid element.
-    """
-    blob = gaussian_image(size, centre=(2.0, 1.0), sigma=(3.0, 3.0))  # (1, 1, H, W), float64
-    disk = disk_mask(size, radius=radius, dtype=torch.bool)[0, 0]  # (H, W)
-    errors: dict[str, dict[str, float]] = {}
-    for name in groups:
-        group = get_group(name)
-        torch.manual_seed(seed)
-        layer = LiftingSelfAttention(1, channels, group=group, heads=heads, dim_head=dim_head, window=window).double().eval()
-        per_element: dict[str, float] = {}
-        with torch.no_grad():
-            y = layer(blob)  # (1, C, G, H, W)
-            for h in group.elements:
-                if group.is_grid_exact(h):
-                    continue
-                diff = layer(act_on_image(group, h, blob)) - act_on_lifted(group, h, y)  # (1, C, G, H, W)
-                degrees = math.degrees(group.angle(h))  # type: ignore[attr-defined]  # C_n, D_n: the groups with such h
-                per_element[f"{degrees:g}"] = float(diff[..., disk].abs().max() / y.abs().max())
-        errors[name] = per_element
-    return errors
-
-
-# ---- reporting -----------------------------------------------------------------------------
+# ---- where the numbers come from ------------------------------------------------------------
 
 
 def _tf32_settings() -> dict[str, Any]:
@@ -584,8 +393,6 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         load = list(os.getloadavg())
     except OSError:
         load = None
-    from . import attention
-
     with open(attention.__file__, "rb") as f:  # which version of the layers was measured
         attention_sha = hashlib.sha256(f.read()).hexdigest()[:12]
     return {
@@ -600,55 +407,3 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "attention_py_sha256": attention_sha,
         **cuda,
     }
-
-
-def _time_text(entry: dict[str, Any]) -> str:
-    return f"{entry['time_s']:.3g}" if "time_s" in entry else "—"
-
-
-def _peak_text(entry: dict[str, Any]) -> str:
-    return format_bytes(entry["peak_bytes"]) if "peak_bytes" in entry else "—"
-
-
-def results_table(layers: Sequence[dict[str, Any]], *, markdown: bool = False) -> str:
-    """A table of :func:`measure_layers` results: times (s) and peaks of the lifting layer, the fast
-    group layer and the dense reference, speed-up (dense / fast time) and memory ratio
-    (fast / dense peak).
-
-    Args:
-        layers: results of :func:`measure_layers`.
-        markdown: a Markdown table instead of aligned text.
-    """
-    header = ["config", "|H|", "B", "m×d", "lift s", "lift peak", "fast s", "dense s", "speed-up",
-              "fast peak", "dense peak", "mem ratio"]
-    rows = []
-    notes = []
-    for r in layers:
-        c = r["config"]
-        dense = r["group_dense"]
-        rows.append([
-            c["name"], str(get_group(c["group"]).order), str(c["batch"]), f"{c['heads']}×{c['dim_head']}",
-            _time_text(r["lifting"]), _peak_text(r["lifting"]),
-            _time_text(r["group_fast"]), _time_text(dense),
-            f"{r['speedup']:.1f}×" if r.get("speedup") else "—",
-            _peak_text(r["group_fast"]), _peak_text(dense),
-            f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "—",
-        ])
-        if "status" in dense:
-            notes.append(f"{c['name']}: dense {dense['status']}")
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-    else:
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines + notes)
-
-
-def with_batch(configs: Sequence[LayerConfig], batch: int) -> list[LayerConfig]:
-    """The same configurations with another batch size."""
-    return [replace(c, batch=batch) for c in configs]
-
-
-__all__ += ["with_batch"]

@@ -253,8 +253,8 @@ CLI_CASES = [
 @pytest.fixture
 def no_data_no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CLI error must come before any data is loaded or any epoch trained."""
-    monkeypatch.setattr(data, "get_dataset", lambda *a, **k: pytest.fail("data were loaded before the flags were checked"))
-    monkeypatch.setattr(train_module, "fit", lambda *a, **k: pytest.fail("training started before the flags were checked"))
+    monkeypatch.setattr(train_module.cli, "get_dataset", lambda *a, **k: pytest.fail("data were loaded before the flags were checked"))
+    monkeypatch.setattr(train_module.cli, "fit", lambda *a, **k: pytest.fail("training started before the flags were checked"))
 
 
 @pytest.mark.parametrize("flags,texts", CLI_CASES, ids=[" ".join(f) for f, _ in CLI_CASES])
@@ -354,7 +354,7 @@ def test_short_download_without_md5_is_refused_and_leaves_nothing(monkeypatch, t
         def __exit__(self, *exc: object) -> None:
             return None
 
-    monkeypatch.setattr(data, "urlopen", lambda request, timeout=None: Short())
+    monkeypatch.setattr(data.files, "urlopen", lambda request, timeout=None: Short())
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.download_url("https://example.org/f.bin", tmp_path / "f.bin", None, progress=False)
     assert "announced 1000 bytes" in str(info.value) and "after 400" in str(info.value)

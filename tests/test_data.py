@@ -158,14 +158,14 @@ class FakeResponse:
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, payload: bytes, **kw: object) -> list[str]:
-    """Make data.urlopen serve ``payload``; returns the list of requested URLs."""
+    """Make data.files.urlopen serve ``payload``; returns the list of requested URLs."""
     calls: list[str] = []
 
     def fake_urlopen(request, timeout=None):
         calls.append(request.full_url)
         return FakeResponse(payload, **kw)
 
-    monkeypatch.setattr(data, "urlopen", fake_urlopen)
+    monkeypatch.setattr(data.files, "urlopen", fake_urlopen)
     return calls
 
 
@@ -173,7 +173,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_urlopen(request, timeout=None):
         raise URLError("no network in tests")
 
-    monkeypatch.setattr(data, "urlopen", fake_urlopen)
+    monkeypatch.setattr(data.files, "urlopen", fake_urlopen)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -295,6 +295,79 @@ def test_import_is_light_and_downloads_nothing(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+NO_MATPLOTLIB = """
+import sys
+sys.modules["matplotlib"] = None  # `import matplotlib` now raises ImportError
+import gsa_tutorial.data, gsa_tutorial.train
+from gsa_tutorial.train.cli import build_parser, _settings
+from gsa_tutorial.data import get_dataset
+args = build_parser().parse_args([])  # the default CLI run: preset small, its default data set
+_, config, options, name = _settings(args)
+train = get_dataset(name, "train", **options)
+digits = get_dataset("synthetic-rotated", "train", n=20)  # the synthetic digits need no matplotlib either
+print(name, len(train), tuple(digits[0][0].shape))
+"""
+
+
+def test_data_and_the_default_cli_run_need_no_matplotlib() -> None:
+    run = subprocess.run([sys.executable, "-c", NO_MATPLOTLIB], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["mnist-mini-rotated", "2500", "(1,", "28,", "28)"]
+
+
+def test_shipped_glyphs_are_what_the_tool_renders() -> None:
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "build_glyphs.py"
+    spec = importlib.util.spec_from_file_location("build_glyphs", path)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from gsa_tutorial.data import synthetic
+
+    rendered = torch.from_numpy(tool.render_glyphs().astype(np.float32) / 4)
+    assert torch.equal(synthetic._glyph_templates(), rendered)
+
+
+def test_damaged_glyph_file_raises_a_checksum_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gsa_tutorial.data import synthetic
+
+    synthetic._glyph_templates.cache_clear()
+    synthetic._stroke_templates.cache_clear()
+    monkeypatch.setattr(synthetic, "GLYPHS_SHA256", "0" * 64)
+    try:
+        with pytest.raises(data.ChecksumError, match="synthetic_glyphs.npz has sha256"):
+            data.SyntheticDigits(10)
+    finally:
+        monkeypatch.undo()
+        synthetic._glyph_templates.cache_clear()
+        synthetic._stroke_templates.cache_clear()
+
+
+def test_one_registry_knows_every_data_set_and_preset() -> None:
+    from gsa_tutorial.model import PRESETS, preset
+
+    assert set(data.PRESET_DATASETS) == set(PRESETS)
+    for name in data.DATASET_NAMES:
+        info = data.dataset_info(name)
+        if data.dataset_folder(name) is None:  # made or shipped in the package: build it and look
+            image, label = data.get_dataset(name, "valid")[0]
+            assert tuple(image.shape) == (info.in_channels, info.image_size, info.image_size) and 0 <= label < info.num_classes
+    for model_preset, name in data.PRESET_DATASETS.items():
+        config, info = preset(model_preset), data.dataset_info(name)
+        assert (config.in_channels, config.num_classes) == (info.in_channels, info.num_classes), model_preset
+
+
+def test_cifar10_statistics_are_one_constant_used_by_the_preset() -> None:
+    from gsa_tutorial.model import preset
+
+    assert data.CIFAR10.std == data.CIFAR10_STD == (0.2470, 0.2435, 0.2616)  # not the often copied (0.2023, 0.1994, 0.2010)
+    assert data.CIFAR10.mean == data.CIFAR10_MEAN
+    config = preset("cifar10")
+    assert (config.input_mean, config.input_std) == (data.CIFAR10_MEAN, data.CIFAR10_STD)
+
+
 # ---------------------------------------------------------------------------------------
 # rotated MNIST (.amat in a zip)
 # ---------------------------------------------------------------------------------------
@@ -330,7 +403,7 @@ def test_rotmnist_white_pixel_is_255_not_0(rotmnist_root: Path) -> None:
 
 def test_to_uint8_rounds_and_clips() -> None:
     values = np.array([0.0, 1.0, 0.5, 0.2, 1.3, -0.2, 254.6 / 255])
-    assert data._to_uint8(values).tolist() == [0, 255, 128, 51, 255, 0, 255]
+    assert data.base.to_uint8(values).tolist() == [0, 255, 128, 51, 255, 0, 255]
 
 
 @pytest.mark.parametrize(("transpose", "where"), [(True, (5, 0)), (False, (0, 5))])
@@ -416,7 +489,7 @@ def test_cifar_unpickler_refuses_code() -> None:
             return (os.system, ("echo pwned",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        data._load_cifar_batch(pickle.dumps({b"data": Evil(), b"labels": []}))
+        data.formats.load_cifar_batch(pickle.dumps({b"data": Evil(), b"labels": []}))
 
 
 def test_cifar_constants() -> None:
@@ -704,7 +777,6 @@ def test_rotate_images_per_sample_angles() -> None:
     batch = data.rotate_images(x, angles)
     single = torch.cat([data.rotate_images(x[i : i + 1], angles[i]) for i in range(3)])
     assert torch.allclose(batch, single, atol=1e-6)
-    assert torch.equal(data.rotated_copy(x, angles), batch)
 
 
 def test_rotate_images_rejects_uint8() -> None:
@@ -769,7 +841,7 @@ class Stalling:
         time.sleep(60)
     def __enter__(self): return self
     def __exit__(self, *exc): return None
-data.urlopen = lambda request, timeout=None: Stalling()
+data.files.urlopen = lambda request, timeout=None: Stalling()
 data.download_url("https://example.org/f.bin", target, None, progress=False)
 """
 
@@ -805,6 +877,34 @@ def test_a_live_writers_temporary_file_is_not_removed(tmp_path: Path) -> None:
             inner.write(b"inner")
         assert len(temporaries_of(target)) == 1  # the outer one is still there
     assert target.read_bytes() == b"outer" and temporaries_of(target) == []
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "download_url", "cache", "checkpoint"])
+def test_a_failed_rename_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
+    """The write itself succeeds, then renaming it onto the target fails (the target is a folder):
+    every writer of the package goes through atomic_write, which must remove its temporary file."""
+    from gsa_tutorial._io import atomic_write
+    from gsa_tutorial.train import save_checkpoint
+
+    target = tmp_path / "target.bin"
+    target.mkdir()  # os.replace(file, folder) fails
+    (target / "inside").write_text("keeps the folder non-empty")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(OSError):
+        if writer == "atomic_write":
+            with atomic_write(target) as f:
+                f.write(b"complete")
+        elif writer == "download_url":
+            serve(monkeypatch, b"complete")
+            data.download_url("https://example.org/target.bin", target, None, progress=False)  # DatasetNotFoundError
+        elif writer == "cache":
+            with pytest.warns(UserWarning, match="damaged"):  # a folder is no cache: rebuilt, then written
+                data.files.cached(
+                    target, lambda: (torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64)), image_shape=(28, 28), num_classes=10
+                )
+        else:
+            save_checkpoint({"model": {}}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .target.bin.*.tmp / .part left
 
 
 @pytest.mark.parametrize("damage", ["garbage", "wrong-content"])

@@ -21,7 +21,9 @@ import torch
 from benchmarks import gpu_run
 from gsa_tutorial.data import get_dataset
 from gsa_tutorial.model import GSANet, GSANetConfig
-from gsa_tutorial.train import TrainConfig, _Dist, _over_budget, fit, load_checkpoint, load_model, main
+from gsa_tutorial.train import TrainConfig, fit, load_checkpoint, load_model, main
+from gsa_tutorial.train.distributed import _Dist
+from gsa_tutorial.train.loop import _over_budget
 
 N_DIGITS = 100  # -> 50 train / 10 valid / 40 test
 

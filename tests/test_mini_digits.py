@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import gsa_tutorial
-from gsa_tutorial import data as data_module
 from gsa_tutorial import pretrained as pretrained_module
 from gsa_tutorial.data import (
     DATASET_NAMES,
@@ -27,6 +26,7 @@ from gsa_tutorial.data import (
     load_mnist_idx,
     rotate_images,
 )
+from gsa_tutorial.data import mnist as data_module
 from gsa_tutorial.pretrained import (
     PRETRAINED_SPECS,
     PretrainedChecksumError,

@@ -25,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gsa_tutorial._io import atomic_write  # noqa: E402
 from gsa_tutorial.data import MNIST_MINI_SIZES, MNISTIDX, load_mnist_idx, md5sum  # noqa: E402
 
 
@@ -67,10 +68,8 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             payload = io.BytesIO()
             np.lib.format.write_array(payload, np.ascontiguousarray(array), allow_pickle=False)
             zf.writestr(info, payload.getvalue(), compresslevel=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    with atomic_write(path, "wb") as f:  # the package's one atomic-write helper (nothing left on failure)
+        f.write(buffer.getvalue())
 
 
 def build(mnist_dir: Path, out: Path) -> str:
