@@ -161,7 +161,7 @@ def check_dihedral_errors(errors_of: Callable[[torch.nn.Module, torch.Tensor], A
 )
 def _translation_error(check: Check, error_of: Callable[..., Any]) -> None:
     x = torch.randn(1, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(33))
-    cases = [("relative", 3, (2, 1), 1), ("absolute", 3, (1, -2), 1), ("relative", None, (2, 3), 0), ("relative", 5, (-3, 2), 3)]
+    cases = [("relative", 3, (2, 1), 1), ("absolute", 3, (1, -2), 1), ("relative", None, (2, 3), 0), ("relative", 5, (-3, 2), 2)]
     got, expected, labels = [], [], []
     for positional, window, shift, margin in cases:
         layer = _relative_layer(3, 4, 2, window, positional, seed=1)
