@@ -50,7 +50,7 @@ def _act_on_image(check: Check, act: Callable[[int, torch.Tensor], torch.Tensor]
 def check_act_on_image(act: Callable[[int, torch.Tensor], torch.Tensor]) -> Feedback:
     """Check ``act(h, x)``: element ``h`` of D4 (``"m4"``) acting on images ``(B, C, H, W)``.
 
-    Compared with :func:`gsa_tutorial.act_on_image` for all eight elements on two images in
+    Compared with :func:`gsa_tutorial.actions.act_on_image` for all eight elements on two images in
     float64 (to 1e-10), then checked to be an action: ``act(a, act(b, x)) == act(ab, x)`` for
     every pair.
 

@@ -26,7 +26,7 @@ def pixel_attention_inputs(layer: RelativeSelfAttention, x: torch.Tensor, *, bat
     """The inputs of the one-pixel exercise, read off a relative layer's own weights.
 
     Args:
-        layer: a :class:`~gsa_tutorial.RelativeSelfAttention` with ``positional="relative"`` and a window.
+        layer: a :class:`~gsa_tutorial.attention.RelativeSelfAttention` with ``positional="relative"`` and a window.
         x: its input ``(B, C, H, W)``.
         batch: which image of the batch.
 
@@ -101,9 +101,9 @@ def _attention_pixel(check: Check, attend: Callable[..., torch.Tensor]) -> None:
 def check_attention_pixel(attend: Callable[..., torch.Tensor]) -> Feedback:
     """Check ``attend(f, row, col, *, W_Q, W_K, W_V, rho, W_O, b_O, window)``: one output pixel.
 
-    The reader computes the output of relative self-attention (eqs. 3.2-3.5 of the book) at
-    pixel ``(row, col)`` with a loop over the window; it is compared in float64 (to 1e-10) with
-    :class:`~gsa_tutorial.RelativeSelfAttention` at interior and border pixels, for a 3x3 and a
+    The reader computes the output of relative self-attention at
+    pixel ``(row, col)`` with a loop over the window (the equations of chapter 3); it is compared in float64 (to 1e-10) with
+    :class:`~gsa_tutorial.attention.RelativeSelfAttention` at interior and border pixels, for a 3x3 and a
     5x5 window. The arguments are those of :func:`pixel_attention_inputs`.
 
     Args:
@@ -146,7 +146,7 @@ def check_dihedral_errors(errors_of: Callable[[torch.nn.Module, torch.Tensor], A
 
     Args:
         errors_of: the reader's function ``(layer, x) -> {h: error}``, written with
-            :func:`gsa_tutorial.act_on_image`.
+            :func:`gsa_tutorial.actions.act_on_image`.
 
     Returns:
         The :class:`~gsa_tutorial.exercises.Feedback`.
@@ -220,7 +220,7 @@ def _parameter_count(check: Check, count: Callable[..., Any]) -> None:
 def check_parameter_count(count: Callable[..., Any]) -> Feedback:
     """Check ``count(c_in, c_out, heads, window, pos_hidden)``: the number of parameters of the layer.
 
-    Compared with the parameters of :class:`~gsa_tutorial.RelativeSelfAttention` for four
+    Compared with the parameters of :class:`~gsa_tutorial.attention.RelativeSelfAttention` for four
     configurations.
 
     Args:

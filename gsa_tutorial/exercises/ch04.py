@@ -163,8 +163,8 @@ def _act_lifted(check: Check, act: Callable[[int, torch.Tensor], torch.Tensor]) 
 def check_act_on_lifted(act: Callable[[int, torch.Tensor], torch.Tensor]) -> Feedback:
     """Check ``act(h, y)``: the rotation ``r^h`` of C4 acting on a lifted map ``(B, C, 4, H, W)``.
 
-    Compared with :func:`gsa_tutorial.act_on_lifted` for every element, then used to predict
-    the output of a :class:`~gsa_tutorial.LiftingSelfAttention` over C4 on a rotated input.
+    Compared with :func:`gsa_tutorial.actions.act_on_lifted` for every element, then used to predict
+    the output of a :class:`~gsa_tutorial.attention.LiftingSelfAttention` over C4 on a rotated input.
 
     Args:
         act: the reader's function ``(h, y) -> r^h . y``.
