@@ -218,3 +218,21 @@ def test_scaffolds_raise_not_implemented(notebook):
         and 'raise NotImplementedError("Exercise: ' not in cell.source
     ]
     assert not bad, f"{notebook.name}: scaffold cells {bad} (student edition) do not raise NotImplementedError(\"Exercise: ...\")"
+
+
+def test_instructors_page_links_every_student_notebook():
+    import yaml
+
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())["repository"]
+    base = (
+        "https://colab.research.google.com/github/"
+        + config["url"].removeprefix("https://github.com/").rstrip("/")
+        + f"/blob/{config['branch']}/student/"
+    )
+    page = (BOOK / "instructors.md").read_text()
+    links = set(re.findall(r"\((https://colab\.research\.google\.com/github/[^)\s]+)\)", page))
+    wanted = {base + path.name for path in NOTEBOOKS}
+    assert links == wanted, f"book/instructors.md should link exactly the student notebooks: missing {sorted(wanted - links)}, extra {sorted(links - wanted)}"
+    for path in NOTEBOOKS:
+        first = nbformat.read(STUDENT / path.name, as_version=4).cells[0].source
+        assert base + path.name in first, f"student/{path.name}: the Colab badge should open {base + path.name}"
