@@ -27,6 +27,8 @@ LINT ?= lint
 
 # Chapter notebooks: top level of book/ only (never book/_build or checkpoint folders).
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+# The student edition (`make student`, committed): the same notebooks without their solutions.
+STUDENT_NOTEBOOKS := $(patsubst book/%,student/%,$(NOTEBOOKS))
 
 # Quick mode (small offline data, few epochs) for the notebooks, the tests and the online book.
 export GSA_QUICK := 1
@@ -34,11 +36,13 @@ export GSA_QUICK := 1
 # has another `python3` kernelspec in ~/.local/share/jupyter.
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 
-.PHONY: help venv install-book install-test install-browser book test lint check-book results gpu-run clean distclean
+.PHONY: help venv install-book install-test install-browser book test lint student check-book results gpu-run clean distclean
 
 help:
 	@echo "make book       build the Jupyter Book into book/_build/html (warnings are errors)"
-	@echo "make test       make lint, then unit tests (tests/) + every chapter notebook (nbval-lax), quick mode"
+	@echo "make test       make lint, then unit tests (tests/) + every chapter notebook (nbval-lax), quick mode:"
+	@echo "                the full edition (book/, every checker must pass) and the student edition (student/)"
+	@echo "make student    write the student edition student/NN_*.ipynb (solutions removed) from book/"
 	@echo "make lint       ruff (package, tests, benchmarks, tools) and mypy (package); seconds"
 	@echo "make check-book make book, then open every page in headless Chromium (screenshots in book/_build/screenshots)"
 	@echo "make results    copy the benchmark JSON the book draws from into the package"
@@ -84,6 +88,8 @@ install-browser: $(VENV)/.browser-stamp
 # not use the inline backend and every figure would be missing from the HTML.
 # --all re-reads every page (Sphinx otherwise skips unchanged pages and forgets their
 # warnings, so a second run would pass); notebook outputs still come from the execution cache.
+# GSA_EXERCISES_STRICT=1: a hidden solution that fails its checker fails the build.
+book: export GSA_EXERCISES_STRICT := 1
 book: $(VENV)/.book-stamp
 	env -u MPLBACKEND $(BIN)/jupyter-book build book --all -W -n --keep-going
 
@@ -97,8 +103,14 @@ test: $(VENV)/.test-stamp $(LINT)
 ifeq ($(NOTEBOOKS),)
 	@echo "No chapter notebooks in book/ yet: nothing for nbval to run."
 else
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
+	GSA_EXERCISES_STRICT=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
+	env -u GSA_EXERCISES_STRICT $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(STUDENT_NOTEBOOKS)
 endif
+
+# The student edition from the chapter notebooks (tools/make_student.py); commit student/ with
+# the chapters: tests/test_student_edition.py checks that it is up to date.
+student: $(VENV)/.test-stamp
+	$(BIN)/python tools/make_student.py
 
 # The built book in a real browser, offline: no JavaScript errors, every figure loaded, no
 # tracebacks, warnings or machine paths in the outputs, math typeset, internal links resolve.

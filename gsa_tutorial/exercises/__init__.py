@@ -14,5 +14,36 @@ re-exported here, so a notebook writes ``from gsa_tutorial.exercises import chec
 from __future__ import annotations
 
 from ._core import STRICT_ENV, Check, ExerciseFailed, Feedback, checker, strict
+from .ch01 import check_rotation_errors, check_symmetric_filter
+from .ch02 import check_act_on_image, check_mirror_axis
+from .ch03 import (
+    check_attention_pixel,
+    check_dihedral_errors,
+    check_parameter_count,
+    check_translation_error,
+    pixel_attention_inputs,
+)
+from .ch04 import check_act_on_lifted, check_lifted_encoding, check_radial_count, check_relative_element
 
-__all__ = ["STRICT_ENV", "Check", "ExerciseFailed", "Feedback", "checker", "strict"]
+__all__ = [
+    "STRICT_ENV",
+    "Check",
+    "ExerciseFailed",
+    "Feedback",
+    "checker",
+    "strict",
+    # chapters 1-4
+    "check_symmetric_filter",
+    "check_rotation_errors",
+    "check_act_on_image",
+    "check_mirror_axis",
+    "pixel_attention_inputs",
+    "check_attention_pixel",
+    "check_dihedral_errors",
+    "check_translation_error",
+    "check_parameter_count",
+    "check_lifted_encoding",
+    "check_relative_element",
+    "check_radial_count",
+    "check_act_on_lifted",
+]
