@@ -14,5 +14,38 @@ re-exported here, so a notebook writes ``from gsa_tutorial.exercises import chec
 from __future__ import annotations
 
 from ._core import STRICT_ENV, Check, ExerciseFailed, Feedback, checker, strict
+from .ch05 import check_constant_lifting, check_lifting_attention, lifting_parts, reference_lifting_attention
+from .ch06 import check_constant_group, check_group_attention, check_pair_table, group_parts, reference_group_attention
+from .ch07 import check_attention_parameters, check_invariant_head
+from .ch08 import check_accuracy_vs_angle, check_selection_bias, expected_selection_bias
+from .ch09 import check_factorized_softmax, check_score_counts
 
-__all__ = ["STRICT_ENV", "Check", "ExerciseFailed", "Feedback", "checker", "strict"]
+__all__ = [
+    "STRICT_ENV",
+    "Check",
+    "ExerciseFailed",
+    "Feedback",
+    "checker",
+    "strict",
+    # chapter 5
+    "lifting_parts",
+    "reference_lifting_attention",
+    "check_lifting_attention",
+    "check_constant_lifting",
+    # chapter 6
+    "group_parts",
+    "reference_group_attention",
+    "check_pair_table",
+    "check_group_attention",
+    "check_constant_group",
+    # chapter 7
+    "check_attention_parameters",
+    "check_invariant_head",
+    # chapter 8
+    "check_accuracy_vs_angle",
+    "check_selection_bias",
+    "expected_selection_bias",
+    # chapter 9
+    "check_score_counts",
+    "check_factorized_softmax",
+]
