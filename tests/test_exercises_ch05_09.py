@@ -148,7 +148,7 @@ def test_constant_group():
         return layer.to_out((layer.group.order if layer.query == "all" else 1) * layer.to_v(c))
 
     assert check_constant_group(right).passed
-    failed(check_constant_group(lambda layer, c: layer.to_out(layer.to_v(c))), "counts 1 query copy", "sums over all |H| = 4")
+    failed(check_constant_group(lambda layer, c: layer.to_out(layer.to_v(c))), "counts 1 query copy", "the layer sums over all |H| = 4")
 
 
 # ---- chapter 7 ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Checkers of chapter 5 (lifting self-attention).
 
-* :func:`check_lifting_attention`: the reader writes lifting self-attention (eq. 5.1) from the
+* :func:`check_lifting_attention`: the reader writes lifting self-attention (equation ``ch5-lifting``) from the
   layer's weights and its table of positional encodings; it must equal
   :class:`~gsa_tutorial.attention.LiftingSelfAttention` to 1e-10 in float64 and be equivariant
   for every grid-exact element.
@@ -28,7 +28,7 @@ __all__ = ["lifting_parts", "reference_lifting_attention", "check_lifting_attent
 
 
 def lifting_parts(layer: LiftingSelfAttention) -> dict[str, torch.Tensor]:
-    """The tensors of a lifting layer that eq. (5.1) needs, as plain tensors (chapter 5's exercise).
+    """The tensors of a lifting layer that the lifting formula (``ch5-lifting``) needs, as plain tensors (chapter 5's exercise).
 
     Args:
         layer: a lifting layer with a local window (``window`` an odd integer).
@@ -74,7 +74,7 @@ def reference_lifting_attention(
     mask: bool = True,
     rho_index: Callable[[int], int] | None = None,
 ) -> torch.Tensor:
-    """Eq. (5.1), one query pixel at a time, with switches that reproduce common mistakes.
+    """Lifting self-attention (``ch5-lifting``), one query pixel at a time, with switches that reproduce common mistakes.
 
     The checker uses it to say *which* mistake an answer makes. With the defaults it is the
     layer: ``scale=False`` drops the ``1/√d``, ``mask=False`` lets keys outside the image take part
@@ -160,7 +160,7 @@ def check_lifting_attention(check: Check, answer: Callable[..., torch.Tensor], g
         for text, switches in mistakes.items():
             other = reference_lifting_attention(x, **parts, **switches)  # type: ignore[arg-type]
             if float((got.detach().to(other.dtype) - other).abs().max()) <= 1e-8:
-                check.wrong.append(f"your output matches eq. (5.1) with a mistake: {text}")
+                check.wrong.append(f"your output is lifting self-attention with a mistake: {text}")
                 break
     check.equivariant(lambda t: answer(t, **parts), group, x, "your lifting attention", output_kind="lifted",
                       hint="the rotated input must use rho[h] for the output element h; do not reorder the window offsets")

@@ -3,7 +3,7 @@
 * :func:`check_pair_table`: the reader builds the general invariant index table
   ``T[h, h̃, ĥ] = |H|·(h⁻¹h̃) + h⁻¹ĥ``; checked for the invariance ``T[rh, rh̃, rĥ] = T[h, h̃, ĥ]``
   (naming a violating triple) and against :func:`~gsa_tutorial.positional.relative_group_index`.
-* :func:`check_group_attention`: the reader writes group self-attention (eq. 6.1) from the layer's
+* :func:`check_group_attention`: the reader writes group self-attention (equation ``ch6-group``) from the layer's
   weights, its positional table, its group embedding and an invariant index table; equal to
   :class:`~gsa_tutorial.attention.GroupSelfAttention` to 1e-10 in float64, and equivariant.
 * :func:`check_constant_group`: the reader predicts the output of a group layer on a constant
@@ -31,7 +31,7 @@ __all__ = ["group_parts", "reference_group_attention", "check_pair_table", "chec
 
 
 def group_parts(layer: GroupSelfAttention) -> dict[str, torch.Tensor]:
-    """The tensors of a group layer that eq. (6.1) needs, as plain tensors (chapter 6's exercise).
+    """The tensors of a group layer that the group formula (``ch6-group``) needs, as plain tensors (chapter 6's exercise).
 
     Args:
         layer: a group layer with a local window and ``query="all"``.
@@ -65,7 +65,7 @@ def reference_group_attention(
     joint: bool = True,
     rho_index: Callable[[int], int] | None = None,
 ) -> torch.Tensor:
-    """Eq. (6.1), one query pixel at a time, with switches that reproduce common mistakes.
+    """Group self-attention (``ch6-group``), one query pixel at a time, with switches that reproduce common mistakes.
 
     With the defaults it is the layer. ``scale=False`` drops the ``1/√d``; ``joint=False`` takes a
     separate softmax over the key pixels for every key element ĥ (instead of one over all
@@ -220,7 +220,7 @@ def check_group_attention(
         for text, switches in mistakes.items():
             other = reference_group_attention(x, **parts, **switches)  # type: ignore[arg-type]
             if float((got.detach().to(other.dtype) - other).abs().max()) <= 1e-8:
-                check.wrong.append(f"your output matches eq. (6.1) with a mistake: {text}")
+                check.wrong.append(f"your output is group self-attention with a mistake: {text}")
                 break
     check.equivariant(lambda t: answer(t, **parts), group, x, "your group attention", output_kind="lifted",
                       hint="read the embedding at table[h, h̃, ĥ] with h the output element, h̃ the query's and ĥ the key's; "
@@ -229,7 +229,7 @@ def check_group_attention(
 
 @checker(
     "a group layer on a constant lifted map (chapter 6)",
-    hint="every value is w_v c and each softmax sums to one; with query='all' eq. (6.1) sums (not averages) over the |H| "
+    hint="every value is w_v c and each softmax sums to one; with query='all' the layer sums (not averages) over the |H| "
     "query elements h̃, with query='own' there is one query per output element; then to_out (weight and bias)",
 )
 def check_constant_group(check: Check, predict: Callable[[GroupSelfAttention, torch.Tensor], torch.Tensor]) -> None:
@@ -271,5 +271,5 @@ def check_constant_group(check: Check, predict: Callable[[GroupSelfAttention, to
                 if copies != (4 if query == "all" else 1) and float((layer.to_out(copies * value) - pred).abs().max()) <= 1e-10:
                     check.wrong.append(
                         f"for {what} your prediction counts {copies} query cop{'y' if copies == 1 else 'ies'}: "
-                        + ("eq. (6.1) sums over all |H| = 4 elements h̃" if query == "all" else "with query='own' only h̃ = h attends")
+                        + ("the layer sums over all |H| = 4 elements h̃" if query == "all" else "with query='own' only h̃ = h attends")
                     )

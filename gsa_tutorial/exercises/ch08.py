@@ -1,7 +1,7 @@
 """Checkers of chapter 8 (training on rotated MNIST).
 
 * :func:`check_accuracy_vs_angle`: the reader writes the evaluation behind the
-  accuracy-against-angle curve (eq. 8.1); checked against :func:`gsa_tutorial.train.accuracy_vs_angle`
+  accuracy-against-angle curve (equation ``ch8-acc``); checked against :func:`gsa_tutorial.train.accuracy_vs_angle`
   on a tiny batch and a classifier that is sensitive to the direction of rotation.
 * :func:`check_selection_bias`: the reader estimates how optimistic it is to report the best of
   several test accuracies; checked against the exact expectation of the maximum of binomials.

@@ -1,9 +1,9 @@
 """Checkers of chapter 9 (cost, scale and limits).
 
 * :func:`check_score_counts`: the reader predicts the number of attention scores of the lifting
-  layer, the factorised group layer and the dense group layer (eqs. 9.3 and 9.6); checked against
+  layer, the factorised group layer and the dense group layer (equations ``ch9-dense`` and ``ch9-factorized``); checked against
   :func:`gsa_tutorial.profiling.score_tensor_sizes` on the paper's configurations and a few more.
-* :func:`check_factorized_softmax`: the reader writes the factorised softmax of eq. (9.4) for one
+* :func:`check_factorized_softmax`: the reader writes the factorised softmax of equation ``ch9-factorization`` for one
   query and output element; checked against the joint softmax, with large logits and masked keys.
 """
 
@@ -85,7 +85,7 @@ def _logit_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]
     "times softmax over ĥ of A + C; use torch.logsumexp and torch.softmax (they subtract the maximum)",
 )
 def check_factorized_softmax(check: Check, answer: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Check ``answer(A, B, C)``, the weights ``(K, |H|)`` of eq. (9.4) for one query and output element.
+    """Check ``answer(A, B, C)``, the weights ``(K, |H|)`` of equation ``ch9-factorization`` for one query and output element.
 
     ``A`` ``(K, |H|)`` content logits ``A(j, ĥ)``, ``B`` ``(K,)`` spatial logits ``B(j)`` (``−inf`` for
     keys outside the image), ``C`` ``(|H|,)`` group logits ``C(ĥ)``. Compared with the joint softmax
