@@ -24,6 +24,11 @@ from .ch03 import (
     pixel_attention_inputs,
 )
 from .ch04 import check_act_on_lifted, check_lifted_encoding, check_radial_count, check_relative_element
+from .ch05 import check_constant_lifting, check_lifting_attention, lifting_parts, reference_lifting_attention
+from .ch06 import check_constant_group, check_group_attention, check_pair_table, group_parts, reference_group_attention
+from .ch07 import check_attention_parameters, check_invariant_head
+from .ch08 import check_accuracy_vs_angle, check_selection_bias, expected_selection_bias
+from .ch09 import check_factorized_softmax, check_score_counts
 
 __all__ = [
     "STRICT_ENV",
@@ -46,4 +51,25 @@ __all__ = [
     "check_relative_element",
     "check_radial_count",
     "check_act_on_lifted",
+    # chapter 5
+    "lifting_parts",
+    "reference_lifting_attention",
+    "check_lifting_attention",
+    "check_constant_lifting",
+    # chapter 6
+    "group_parts",
+    "reference_group_attention",
+    "check_pair_table",
+    "check_group_attention",
+    "check_constant_group",
+    # chapter 7
+    "check_attention_parameters",
+    "check_invariant_head",
+    # chapter 8
+    "check_accuracy_vs_angle",
+    "check_selection_bias",
+    "expected_selection_bias",
+    # chapter 9
+    "check_score_counts",
+    "check_factorized_softmax",
 ]
