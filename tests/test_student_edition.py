@@ -190,13 +190,26 @@ def test_no_solution_text_in_the_student_edition(notebook):
     assert "{solution" not in student_text
 
 
+def _has_scaffold(nb, start: int) -> bool:
+    """Whether the exercise whose gated solution starts at cell ``start`` gives the reader a scaffold
+    to fill in (a code cell raising NotImplementedError after the exercise's statement)."""
+    for cell in reversed(nb.cells[:start]):
+        if cell.cell_type == "code" and "raise NotImplementedError" in cell.source:
+            return True
+        if cell.cell_type == "markdown" and "{exercise" in cell.source:
+            return False
+    return False
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_gated_solutions_with_code_end_with_a_check(notebook):
+    """The solution of a coding exercise (one with a scaffold) ends with its checker; a written
+    exercise's solution may run code of its own (a demonstration) without one."""
     nb = nbformat.read(notebook, as_version=4)
     bad = []
     for start, cells in gated_regions(nb):
         sources = [cell.source for cell in cells if cell.cell_type == "code" and cell.source.strip()]
-        if not sources:
+        if not sources or not _has_scaffold(nb, start):
             continue
         last = sources[-1].rstrip().splitlines()[-1]
         if not CHECK_CALL.match(last):
