@@ -12,7 +12,7 @@ from .groups import GROUP_NAMES, CyclicGroup, DihedralGroup, Group, TrivialGroup
 from .model import GSANet, GSANetConfig, preset
 from .testing import assert_equivariant, equivariance_error
 
-__version__ = "0.2.0"  # = pyproject.toml's version (tests/test_environment.py)
+__version__ = "0.3.0"  # = pyproject.toml's version (tests/test_environment.py)
 
 __all__ = [
     "GROUP_NAMES",

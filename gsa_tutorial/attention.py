@@ -13,15 +13,15 @@ pointwise (1x1) projections of the input and ``N(i)`` a ``window x window`` neig
 
 All logits are divided by ``√d`` (``d = dim_head``; the code scales ``q``):
 
-* relative self-attention (Z2, eq. 3.4 of the book)::
+* relative self-attention (Z2, chapter 3 of the book)::
 
       out(i) = Σ_{j∈N(i)} softmax_j((q_i·k_j + q_i·ρ(x_j − x_i)) / √d) v_j
 
-* lifting self-attention (image -> lifted, eq. 5.1)::
+* lifting self-attention (image -> lifted, chapter 5)::
 
       out(i, h) = Σ_{j∈N(i)} softmax_j((q_i·k_j + q_i·ρ(h⁻¹(x_j − x_i))) / √d) v_j
 
-* group self-attention (lifted -> lifted, eq. 6.1)::
+* group self-attention (lifted -> lifted, chapter 6)::
 
       out(i, h) = Σ_{h̃} Σ_{(j,ĥ)} softmax_{(j,ĥ)}((q(i,h̃)·k(j,ĥ) + q(i,h̃)·[ρ(h⁻¹(x_j − x_i)) + e(T[h,h̃,ĥ])]) / √d) v(j,ĥ)
 
@@ -260,7 +260,7 @@ class _SelfAttentionBase(nn.Module):
 
 
 class LiftingSelfAttention(_SelfAttentionBase):
-    """Lifting self-attention: image ``(B, C, H, W)`` -> lifted map ``(B, C_out, |H|, H, W)`` (eq. 5.1).
+    """Lifting self-attention: image ``(B, C, H, W)`` -> lifted map ``(B, C_out, |H|, H, W)`` (chapter 5).
 
     One attention map per group element ``h``, identical content logits, positional logits
     ``q_i·ρ(h⁻¹(x_j − x_i))``. Equivariant: ``L[h·f] = h·L[f]`` (chapter 5).
@@ -355,7 +355,7 @@ class RelativeSelfAttention(LiftingSelfAttention):
 
 
 class GroupSelfAttention(_SelfAttentionBase):
-    """Group self-attention: lifted map ``(B, C, |H|, H, W)`` -> ``(B, C_out, |H|, H, W)`` (eq. 6.1).
+    """Group self-attention: lifted map ``(B, C, |H|, H, W)`` -> ``(B, C_out, |H|, H, W)`` (chapter 6).
 
     ``query="all"`` (the paper): every query ``(i, h̃)`` attends jointly over keys
     ``(j, ĥ) ∈ N(i) × H`` and the output at ``h`` sums these over ``h̃``::

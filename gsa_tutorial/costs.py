@@ -5,7 +5,7 @@ results table.
 Legend: ``B`` batch, ``m`` heads, ``d`` dim_head, ``G = |H|`` group size, ``N = H*W`` query
 pixels, ``K = k*k`` window offsets.
 
-What dominates the cost of the group layer (eq. 6.1) is the score tensor: one logit per query
+What dominates the cost of the group layer (chapter 6) is the score tensor: one logit per query
 ``(i, h̃)``, key ``(j, ĥ)`` and output element ``h``, i.e. ``B·m·G³·N·K`` numbers in the
 textbook ("dense") layout of the official code, and ``B·m·G²·N·K`` in the factorized layout of
 :class:`~gsa_tutorial.attention.GroupSelfAttention` (module docstring of
@@ -59,10 +59,7 @@ class LayerConfig:
 
 def _preset_dim_head(preset_name: str, channels: int) -> int:
     """The ``dim_head`` a :mod:`gsa_tutorial.model` preset gives a layer of ``channels`` channels."""
-    config = preset(preset_name)
-    if config.dim_head is not None:
-        return config.dim_head
-    return max(int(round(channels * config.dim_head_ratio)), 1)
+    return preset(preset_name).dim_head_for(channels)
 
 
 def paper_configs(*, batch: int = 1) -> list[LayerConfig]:

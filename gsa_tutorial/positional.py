@@ -5,7 +5,7 @@ Legend: ``G = |H|`` group size, ``K = k*k`` window offsets, ``D`` encoding width
 Self-attention without positions is blind to where a key sits (chapter 3). A *relative*
 encoding ``ρ(x_j - x_i)`` restores position while keeping translation equivariance; the
 *lifting* trick of the paper evaluates it on transformed offsets ``ρ(h⁻¹(x_j - x_i))``, one
-copy per group element ``h`` (eq. 4.2 of the book, Romero & Cordonnier 2021 §4.1).
+copy per group element ``h`` (chapter 4 of the book, Romero & Cordonnier 2021 §4.1).
 
 ``ρ`` here is a small MLP on *continuous* coordinates, so the offsets may be rotated by any
 angle, not only by multiples of 90°. The offsets are divided by a fixed scale (the window
@@ -35,7 +35,7 @@ __all__ = [
 
 
 def transformed_offsets(group: Group | str, offsets: torch.Tensor) -> torch.Tensor:
-    """``h⁻¹ (x_j - x_i)`` for every ``h`` in the group (the argument of ρ in eq. 4.2).
+    """``h⁻¹ (x_j - x_i)`` for every ``h`` in the group (the argument of ρ, chapter 4).
 
     Shape:
         offsets ``(K, 2)`` (e.g. :func:`gsa_tutorial.windows.window_offsets`) -> ``(G, K, 2)``.

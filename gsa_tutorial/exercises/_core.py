@@ -156,7 +156,7 @@ class Check:
             worst <= atol,
             f"{what} matches the package (largest difference {_fmt(worst)} ≤ {_fmt(atol)})",
             f"{what} differs from the package by up to {_fmt(worst)} (at index {where}; "
-            f"yours {float(value.reshape(-1)[diff.argmax()]):.6g}, "
+            f"yours {float(value.detach().reshape(-1)[diff.argmax()]):.6g}, "
             f"expected {float(reference.reshape(-1)[diff.argmax()]):.6g})",
             hint=hint,
         )

@@ -393,7 +393,7 @@ def plot_angle_errors(
 
     Args:
         errors: ``{group: {angle in degrees: error}}`` (angles may be strings, as in JSON), e.g.
-            from :func:`gsa_tutorial.profiling.nongrid_equivariance_errors`.
+            from :func:`gsa_tutorial.offgrid.nongrid_equivariance_errors`.
         exact: optional errors of the grid-exact angles (0°, 90°, ...), drawn in grey; an error of
             exactly 0 is drawn at ``floor``.
         floor: where zeros are drawn on the log axis.
