@@ -161,6 +161,17 @@ class Check:
             hint=hint,
         )
 
+    def name_mistake(
+        self, got: torch.Tensor, variants: dict[str, Callable[[], torch.Tensor]], what: str, *, atol: float = 1e-8
+    ) -> bool:
+        """If ``got`` equals one of the known wrong ``variants`` (text -> its output), say which mistake it is."""
+        for text, wrong in variants.items():
+            other = wrong()
+            if other.shape == got.shape and float((got.detach().to(other.dtype) - other).abs().max()) <= atol:
+                self.wrong.append(f"your output is {what} with a mistake: {text}")
+                return True
+        return False
+
     def equivariant(
         self,
         fn: Callable[[torch.Tensor], torch.Tensor],

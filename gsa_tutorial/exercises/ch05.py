@@ -123,6 +123,33 @@ def _tiny_lifting(group: str, seed: int) -> tuple[LiftingSelfAttention, torch.Te
     return layer, x
 
 
+def _check_layer_answer(
+    check: Check,
+    answer: Callable[..., torch.Tensor],
+    layer: torch.nn.Module,
+    x: torch.Tensor,
+    parts: dict[str, Any],
+    group: str,
+    reference: Callable[..., torch.Tensor],
+    mistakes: dict[str, dict[str, Any]],
+    what: str,
+    *,
+    hint: str,
+) -> None:
+    """The checks of a from-scratch layer (chapters 5 and 6): ``answer(x, **parts)`` equals ``layer(x)``;
+    if not, which of the usual ``mistakes`` (text -> switches of ``reference``) it makes; then
+    equivariance for every grid-exact element of ``group``."""
+    with torch.no_grad():
+        expected = layer(x)
+    got = answer(x, **parts)
+    if not check.close(got, expected, f"your {what}") and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        variants = {text: (lambda switches=switches: reference(x, **parts, **switches)) for text, switches in mistakes.items()}
+        check.name_mistake(got, variants, what)  # type: ignore[arg-type]
+    elif not check.ok:
+        return
+    check.equivariant(lambda t: answer(t, **parts), group, x, f"your {what}", output_kind="lifted", hint=hint)
+
+
 _LIFT_HINT = (
     "compute q, k, v with the weight matrices (q = f @ w_q.T, split into heads), divide the logits by √d, "
     "add q·rho[h, k] for the window offset k of each key, take the softmax over the keys inside the image only, "
@@ -145,25 +172,16 @@ def check_lifting_attention(check: Check, answer: Callable[..., torch.Tensor], g
         group: the group of the layer (``"r4"`` or ``"m4"`` keep it fast).
     """
     layer, x = _tiny_lifting(group, seed=0)
-    parts = lifting_parts(layer)
-    with torch.no_grad():
-        expected = layer(x)
-    got = answer(x, **parts)
-    if not check.close(got, expected, "your lifting attention"):
-        if not (isinstance(got, torch.Tensor) and got.shape == expected.shape):
-            return
-        mistakes = {
+    _check_layer_answer(
+        check, answer, layer, x, lifting_parts(layer), group, reference_lifting_attention,
+        {
             "the logits are not divided by √d (d = dim_head = 3)": {"scale": False},
             "keys outside the image take part in the softmax (zero padding instead of masking them out)": {"mask": False},
             "every group element h uses the positional encoding of the identity, rho[0]": {"rho_index": lambda h: 0},
-        }
-        for text, switches in mistakes.items():
-            other = reference_lifting_attention(x, **parts, **switches)  # type: ignore[arg-type]
-            if float((got.detach().to(other.dtype) - other).abs().max()) <= 1e-8:
-                check.wrong.append(f"your output is lifting self-attention with a mistake: {text}")
-                break
-    check.equivariant(lambda t: answer(t, **parts), group, x, "your lifting attention", output_kind="lifted",
-                      hint="the rotated input must use rho[h] for the output element h; do not reorder the window offsets")
+        },
+        "lifting self-attention",
+        hint="the rotated input must use rho[h] for the output element h; do not reorder the window offsets",
+    )  # fmt: skip
 
 
 @checker(

@@ -25,7 +25,7 @@ from ..attention import GroupSelfAttention
 from ..groups import Group, get_group
 from ..positional import relative_group_index
 from ._core import Check, checker
-from .ch05 import _attention_parts
+from .ch05 import _attention_parts, _check_layer_answer
 
 __all__ = ["group_parts", "reference_group_attention", "check_pair_table", "check_group_attention", "check_constant_group"]
 
@@ -205,26 +205,17 @@ def check_group_attention(
     if group_encoding == "official":
         raise ValueError("the official table is not invariant: the exercise asks for an invariant one ('pair', 'gevit' or 'relative')")
     layer, x = _tiny_group_layer(group, group_encoding, seed=0)
-    parts = group_parts(layer)
-    with torch.no_grad():
-        expected = layer(x)
-    got = answer(x, **parts)
-    if not check.close(got, expected, "your group attention"):
-        if not (isinstance(got, torch.Tensor) and got.shape == expected.shape):
-            return
-        mistakes = {
+    _check_layer_answer(
+        check, answer, layer, x, group_parts(layer), group, reference_group_attention,
+        {
             "the logits are not divided by √d (d = dim_head = 2)": {"scale": False},
             "the softmax runs over the key pixels j separately for every ĥ, not jointly over (j, ĥ)": {"joint": False},
             "every output element h uses the positional encoding of the identity, rho[0]": {"rho_index": lambda h: 0},
-        }
-        for text, switches in mistakes.items():
-            other = reference_group_attention(x, **parts, **switches)  # type: ignore[arg-type]
-            if float((got.detach().to(other.dtype) - other).abs().max()) <= 1e-8:
-                check.wrong.append(f"your output is group self-attention with a mistake: {text}")
-                break
-    check.equivariant(lambda t: answer(t, **parts), group, x, "your group attention", output_kind="lifted",
-                      hint="read the embedding at table[h, h̃, ĥ] with h the output element, h̃ the query's and ĥ the key's; "
-                      "the spatial encoding of output element h is rho[h]")
+        },
+        "group self-attention",
+        hint="read the embedding at table[h, h̃, ĥ] with h the output element, h̃ the query's and ĥ the key's; "
+        "the spatial encoding of output element h is rho[h]",
+    )  # fmt: skip
 
 
 @checker(
