@@ -439,13 +439,11 @@ class GroupSelfAttention(_SelfAttentionBase):
             index_ts = self.group_index.view(-1, G, G)[0].expand(B, m, N, G, G)  # t⁻¹s, or h⁻¹s for "own": (B, m, N, t, s)
             group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C^T: (B, m, N, s, t)
             probs, lse = softmax_lse(content + group_part.unsqueeze(3), dim=-2)  # softmax_s: (B, m, N, K, s, t), (B, m, N, K, t)
-            lse = lse.masked_fill(outside[:, :, None], float("-inf"))  # keys outside get weight 0
-            if self.query == "own":  # the joint weights are only |H|²·k² numbers: one matmul with the values
-                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, m, N, K, h)
-                joint = (probs * weights.unsqueeze(-2)).permute(0, 1, 2, 5, 3, 4)  # (B, m, N, h, K, s)
-                out = joint.reshape(B, m, N, G, K * G) @ v_nb.view(B, m, N, K * G, d)  # Σ_k Σ_s: (B, m, N, h, d)
-                return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
             v_bar = probs.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
+            lse = lse.masked_fill(outside[:, :, None], float("-inf"))  # keys outside get weight 0
+            if self.query == "own":
+                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, m, N, K, h)
+                return torch.einsum("bmnkh,bmnkhd->bnhmd", weights, v_bar)  # Σ_k: (B, N, h, m, d)
             weights, _ = softmax_lse(spatial + lse.unsqueeze(3), dim=-2)  # softmax_k: (B, m, N, h, K, t)
             out = weights.reshape(B, m, N, G, K * G) @ v_bar.reshape(B, m, N, K * G, d)  # Σ_t Σ_k: (B, m, N, h, d)
             return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
