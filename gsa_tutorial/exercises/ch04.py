@@ -51,7 +51,7 @@ def _lifted_encoding(check: Check, encode: Callable[[PositionMLP, Group, int], t
 def check_lifted_encoding(encode: Callable[[PositionMLP, Group, int], torch.Tensor]) -> Feedback:
     """Check ``encode(rho, group, window)``: ``rho(h^-1 delta)`` for every ``h`` and window offset.
 
-    The offsets are those of :func:`gsa_tutorial.positional.window_offsets` divided by the
+    The offsets are those of :func:`gsa_tutorial.windows.window_offsets` divided by the
     window radius ``window // 2``, as in the layers. The result, shape ``(G, k, k, C)``, is
     compared with ``rho(transformed_offsets(group, offsets))`` (to 1e-10), and the maps of D4
     must be the identity's map acted on by each element.

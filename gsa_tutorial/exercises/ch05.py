@@ -36,7 +36,7 @@ def lifting_parts(layer: LiftingSelfAttention) -> dict[str, torch.Tensor]:
     Returns:
         ``w_q``, ``w_k``, ``w_v`` ``(m*d, C)`` (the projections' weight matrices: ``q = w_q f``),
         ``rho`` ``(G, K, m, d)`` (``rho[h, k]`` = ρ(h⁻¹ δ_k) per head, δ_k the ``k``-th window offset
-        of :func:`~gsa_tutorial.positional.window_offsets`, divided by the window radius as in the
+        of :func:`~gsa_tutorial.windows.window_offsets`, divided by the window radius as in the
         layer), ``w_out`` ``(C_out, m*d)`` and ``b_out`` ``(C_out,)`` (the output projection).
     """
     if not isinstance(layer, LiftingSelfAttention) or layer.window is None:

@@ -2,7 +2,7 @@
 
 * :func:`check_score_counts`: the reader predicts the number of attention scores of the lifting
   layer, the factorised group layer and the dense group layer (equations ``ch9-dense`` and ``ch9-factorized``); checked against
-  :func:`gsa_tutorial.profiling.score_tensor_sizes` on the paper's configurations and a few more.
+  :func:`gsa_tutorial.costs.score_tensor_sizes` on the paper's configurations and a few more.
 * :func:`check_factorized_softmax`: the reader writes the factorised softmax of equation ``ch9-factorization`` for one
   query and output element; checked against the joint softmax, with large logits and masked keys.
 """
@@ -31,7 +31,7 @@ _KEYS = ("lifting", "factorized", "dense")
 def check_score_counts(check: Check, answer: Callable[..., Mapping[str, int]]) -> None:
     """Check ``answer(group, side, window, heads, batch)`` -> ``{"lifting", "factorized", "dense"}`` counts.
 
-    Compared with :func:`~gsa_tutorial.profiling.score_tensor_sizes` on the paper's
+    Compared with :func:`~gsa_tutorial.costs.score_tensor_sizes` on the paper's
     configurations (rotated MNIST over every group, CIFAR-10, PCam) at batch 1, and on three
     more (batch 8, a 3x3 window, ``R_3``). A failure names the configuration and the entry, and
     how far off it is.
