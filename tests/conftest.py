@@ -13,3 +13,12 @@ def _one_thread_and_torch_defaults():
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _exercises_lenient(monkeypatch):
+    """Checkers report instead of raising unless a test turns strict mode on itself (make test and
+    make book set GSA_EXERCISES_STRICT=1 for the notebooks, not for the unit tests)."""
+    from gsa_tutorial.exercises import STRICT_ENV
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)

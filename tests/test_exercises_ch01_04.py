@@ -29,11 +29,6 @@ from gsa_tutorial.exercises import (
 from gsa_tutorial.groups import get_group
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(STRICT_ENV, raising=False)
-
-
 def passes(feedback):
     assert feedback.passed, feedback.report()
     assert "✗" not in feedback.report()

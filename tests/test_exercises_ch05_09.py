@@ -33,11 +33,6 @@ from gsa_tutorial.exercises import (
 from gsa_tutorial.positional import relative_group_index
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(STRICT_ENV, raising=False)
-
-
 def failed(feedback, *needles: str) -> str:
     text = feedback.report()
     assert feedback.status == "failed", text
