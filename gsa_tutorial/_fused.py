@@ -1,17 +1,25 @@
-"""The two fused reductions behind the factorised group layer (chapter 9), with hand-written backwards.
+"""The fused pieces of the fast group layer (chapter 9), with hand-written backwards.
 
-* :func:`softmax_lse`: softmax and log-sum-exp over one axis in one pass.
-* :func:`joint_sum`: the values summed with the joint weights ``U·a·e`` of the group layer's
-  h-dependent encodings, without storing that ``|H|³·k²`` tensor, in blocks that stay in cache.
+* :func:`softmax_lse`: softmax and log-sum-exp over one axis in one pass (the factorised
+  ``"relative"`` path).
+* :func:`window_attention`: ``query="own"``, a joint softmax over the window's keys and their
+  group elements for each query.
+* :func:`group_window_attention`: the tables that depend on the output element ``h``
+  (``"gevit"``, ``"pair"``, ``"official"``), one joint softmax per ``(h, h̃)`` summed over ``h̃``.
 
-Both are checked against autograd with ``torch.autograd.gradcheck`` (tests/test_attention.py).
+The last two work as flash attention does: the scores are computed one block of pixels at a
+time, forward keeps only the log-sum-exp of each softmax, and backward recomputes the block's
+scores from it. No score tensor for the whole map exists in either pass, and the softmax is
+shifted by its own maximum (exact in every case, nothing to fall back to).
+
+All are checked against autograd with ``torch.autograd.gradcheck`` (tests/test_attention.py).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["softmax_lse", "joint_sum"]
+__all__ = ["softmax_lse", "window_attention", "group_window_attention"]
 
 
 class _SoftmaxLSE(torch.autograd.Function):
@@ -60,64 +68,183 @@ def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Ten
     return _SoftmaxLSE.apply(x, dim)
 
 
-class _JointSum(torch.autograd.Function):
-    """``out[h] = Σ_t Σ_{k,s} U[h,t,k]·a[t,k,s]·e[h,t,s]·v[k,s]``: the group layer's values summed with
-    the joint weights ``U·a·e``, which are never stored.
+class _WindowAttention(torch.autograd.Function):
+    """Softmax attention of every query over its window of keys and their group elements, in pixel
+    blocks, keeping only the log-sum-exp for the backward pass (which recomputes the scores).
 
-    The joint weights are a ``|H|³·k²`` tensor per pixel; forward keeps only their sum over ``t``
-    (``|H|²·k²``) and backward rebuilds the three products it needs from the factors (five
-    passes over a ``|H|³·k²`` tensor in all, against about twenty-five for autograd through the
-    explicit weights and their recomputation).
+    ``out[r, n, h] = Σ_{(k,s)} softmax_{(k,s)}(q[r,n,h]·k[r, idx[n,k], s] + b[r,n,h,k] + c[r,n,h,s]) v[r, idx[n,k], s]``
 
-    Shapes (leading batch axes ``…``): ``a (…, t, K, s)``, ``e (…, h, t, s)``, ``U (…, h, t, K)``,
-    ``v (…, K, s, d)`` -> ``(…, h, d)``.
+    Shapes: ``q (R, N, h, d)`` (rows ``R`` = batch × heads), padded keys and values ``(R, P, s, d)``,
+    ``idx (N, K)`` into ``P`` (:func:`gsa_tutorial.windows.neighbour_index`), ``b (R, N, h, K)``
+    (``-inf`` where the key lies outside the image), ``c (R, N, h, s)`` -> ``(R, N, h, d)``.
+    No ``(R, N, h, K, s)`` tensor exists for the whole map, in either pass.
     """
 
-    #: Pixels per block: the ``|H|³·k²`` products of one block stay in the processor's cache.
-    block_numbers = 2**17
+    #: Score numbers per block (``R·n·h·K·s``): large enough for efficient matmuls, small enough for the cache.
+    block_numbers = 2**19
 
     @staticmethod
-    def _blocks(a: torch.Tensor, e: torch.Tensor) -> list[slice]:
-        """Slices of the pixel axis (``-4`` of ``a``, after flattening the leading axes)."""
-        rows = a.shape[:-3].numel()
-        per_row = e.shape[-3] * a.shape[-3] * a.shape[-2] * a.shape[-1]  # h·t·K·s
-        step = max(1, _JointSum.block_numbers // max(per_row, 1))
-        return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+    def _blocks(q: torch.Tensor, idx: torch.Tensor, s: int) -> list[slice]:
+        R, N, h, _ = q.shape
+        step = max(1, _WindowAttention.block_numbers // max(R * h * idx.shape[1] * s, 1))
+        return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, e: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        lead = a.shape[:-3]
-        a2, e2, u2 = a.reshape(-1, *a.shape[-3:]), e.reshape(-1, *e.shape[-3:]), u.reshape(-1, *u.shape[-3:])
-        total = a2.new_empty(a2.shape[0], e2.shape[-3], a2.shape[-2], a2.shape[-1])  # (rows, h, K, s)
-        for rows in _JointSum._blocks(a, e):
-            joint = a2[rows].unsqueeze(1) * e2[rows].unsqueeze(-2)  # a·e: (rows, h, t, K, s)
-            torch.sum(joint.mul_(u2[rows].unsqueeze(-1)), dim=2, out=total[rows])  # Σ_t U·a·e
-        total = total.view(*lead, *total.shape[1:])
-        ctx.save_for_backward(a, e, u, v, total)
-        return total.flatten(-2) @ v.flatten(-3, -2)  # (…, h, K·s) @ (…, K·s, d)
+    def _scores(q, k_pad, b, c, idx, rows):  # type: ignore[no-untyped-def]
+        R, _, h, d = q.shape
+        n, K, s = rows.stop - rows.start, idx.shape[1], k_pad.shape[2]
+        keys = k_pad.index_select(1, idx[rows].reshape(-1)).view(R, n, K * s, d)  # (R, n, K·s, d)
+        logits = (q[:, rows] @ keys.transpose(-1, -2)).view(R, n, h, K, s)  # q·k: (R, n, h, K, s)
+        logits += b[:, rows].unsqueeze(-1)
+        logits += c[:, rows].unsqueeze(-2)
+        return logits.view(R, n, h, K * s), keys
+
+    @staticmethod
+    def forward(ctx, q, k_pad, v_pad, b, c, idx):  # type: ignore[no-untyped-def]
+        R, N, h, d = q.shape
+        K, s = idx.shape[1], k_pad.shape[2]
+        out = q.new_empty(R, N, h, v_pad.shape[-1])
+        lse = q.new_empty(R, N, h)
+        for rows in _WindowAttention._blocks(q, idx, s):
+            logits, _ = _WindowAttention._scores(q, k_pad, b, c, idx, rows)  # (R, n, h, K·s)
+            top = logits.amax(dim=-1, keepdim=True)  # finite: the query's own pixel is inside
+            probs = logits.sub_(top).exp_()
+            total = probs.sum(dim=-1, keepdim=True)
+            values = v_pad.index_select(1, idx[rows].reshape(-1)).view(R, -1, K * s, v_pad.shape[-1])  # (R, n, K·s, d)
+            out[:, rows] = (probs @ values).div_(total)  # (R, n, h, d)
+            lse[:, rows] = (total.log_() + top).squeeze(-1)
+        ctx.save_for_backward(q, k_pad, v_pad, b, c, idx, out, lse)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        a, e, u, v, total = ctx.saved_tensors
-        values = v.flatten(-3, -2)  # (…, K·s, d)
-        grad_v = (total.flatten(-2).transpose(-1, -2) @ grad).view_as(v)  # Σ_h total·g: (…, K, s, d)
-        gv = (grad @ values.transpose(-1, -2)).view(-1, *total.shape[-3:])  # g·v: (rows, h, K, s)
-        a2, e2, u2 = a.reshape(-1, *a.shape[-3:]), e.reshape(-1, *e.shape[-3:]), u.reshape(-1, *u.shape[-3:])
-        grad_a, grad_e, grad_u = torch.empty_like(a2), torch.empty_like(e2), torch.empty_like(u2)
-        for rows in _JointSum._blocks(a, e):
-            g = gv[rows].unsqueeze(2)  # (rows, h, 1, K, s)
-            ug = g * u2[rows].unsqueeze(-1)  # U·(g·v): (rows, h, t, K, s)
-            ea = e2[rows].unsqueeze(-2)  # (rows, h, t, 1, s)
-            torch.sum(ug * ea, dim=1, out=grad_a[rows])  # Σ_h U e (g·v)
-            aa = a2[rows].unsqueeze(1)  # (rows, 1, t, K, s)
-            torch.sum(ug.mul_(aa), dim=-2, out=grad_e[rows])  # Σ_k U a (g·v)
-            torch.sum((aa * ea).mul_(g), dim=-1, out=grad_u[rows])  # Σ_s a e (g·v)
-        return grad_a.view_as(a), grad_e.view_as(e), grad_u.view_as(u), grad_v
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        q, k_pad, v_pad, b, c, idx, out, lse = ctx.saved_tensors
+        R, N, h, d = q.shape
+        K, s = idx.shape[1], k_pad.shape[2]
+        grad = grad.contiguous()
+        delta = (grad * out).sum(dim=-1, keepdim=True)  # Σ_(k,s) p·(g·v) = g·out: (R, N, h, 1)
+        grad_q, grad_b, grad_c = torch.empty_like(q), torch.empty_like(b), torch.empty_like(c)
+        grad_k, grad_v = torch.zeros_like(k_pad), torch.zeros_like(v_pad)
+        for rows in _WindowAttention._blocks(q, idx, s):
+            flat = idx[rows].reshape(-1)
+            logits, keys = _WindowAttention._scores(q, k_pad, b, c, idx, rows)
+            probs = logits.sub_(lse[:, rows].unsqueeze(-1)).exp_()  # (R, n, h, K·s)
+            values = v_pad.index_select(1, flat).view(R, -1, K * s, v_pad.shape[-1])  # (R, n, K·s, d)
+            g = grad[:, rows]  # (R, n, h, d)
+            grad_v.index_add_(1, flat, (probs.transpose(-1, -2) @ g).view(R, -1, s, v_pad.shape[-1]))
+            dlogits = (g @ values.transpose(-1, -2)).sub_(delta[:, rows]).mul_(probs)  # p ⊙ (g·v − Δ)
+            grad_q[:, rows] = dlogits @ keys  # (R, n, h, d)
+            grad_k.index_add_(1, flat, (dlogits.transpose(-1, -2) @ q[:, rows]).view(R, -1, s, d))
+            scores = dlogits.view(R, -1, h, K, s)
+            grad_b[:, rows] = scores.sum(dim=-1)
+            grad_c[:, rows] = scores.sum(dim=-2)
+        return grad_q, grad_k, grad_v, grad_b, grad_c, None
 
 
-def joint_sum(a: torch.Tensor, e: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``Σ_t Σ_{k,s} U[h,t,k] a[t,k,s] e[h,t,s] v[k,s]`` (see :class:`_JointSum`); 16-bit inputs in float32."""
-    if a.dtype in (torch.float16, torch.bfloat16):
-        return _JointSum.apply(a.float(), e.float(), u.float(), v.float()).to(a.dtype)
-    return _JointSum.apply(a, e, u, v)
+def window_attention(
+    q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, b: torch.Tensor, c: torch.Tensor, idx: torch.Tensor
+) -> torch.Tensor:
+    """Joint softmax attention over ``(k, s)`` with additive biases (see :class:`_WindowAttention`); 16-bit inputs in float32."""
+    if q.dtype in (torch.float16, torch.bfloat16):
+        return _WindowAttention.apply(q.float(), k_pad.float(), v_pad.float(), b.float(), c.float(), idx).to(q.dtype)
+    return _WindowAttention.apply(q, k_pad, v_pad, b, c, idx)
+
+
+class _GroupWindowAttention(torch.autograd.Function):
+    """The group layer with a group term that depends on the output element ``h`` (``"gevit"``,
+    ``"pair"``, ``"official"``), in pixel blocks, keeping only the log-sum-exps for the backward
+    pass (which recomputes the scores block by block).
+
+    For every pixel, output element ``h`` and query element ``t`` a joint softmax over ``(k, s)``::
+
+        L[h,t,k,s] = q[t]·k[idx[n,k], s] + q[t]·ρ[h,k] + c[h,t,s]      (−inf where the key is outside)
+        out[h]     = Σ_t Σ_{(k,s)} softmax_{(k,s)}(L[h,t]) v[idx[n,k], s]
+
+    Shapes: ``q (R, N, t, d)`` (rows ``R`` = batch × heads), padded keys and values ``(R, P, s, d)``,
+    ``rho (R, h·K, d)`` (the positional vectors ``ρ(h⁻¹ d_k)`` of each row's head), ``c (R, N, h, t, s)``,
+    ``idx (N, K)`` into ``P``, ``outside (N, K)`` bool -> ``(R, N, h, d)``.
+
+    The ``|H|³·k²`` scores exist for one block of pixels at a time (:attr:`block_numbers`), in
+    both passes; nothing of that size is stored. The spatial term is computed inside the block
+    from ``q`` and ``rho`` (no ``|H|²·k²`` tensor for the whole map either).
+    """
+
+    #: Score numbers per block (``R·n·|H|³·K``): large enough for efficient matmuls, small enough for the cache.
+    block_numbers = 2**20
+
+    @staticmethod
+    def _blocks(q: torch.Tensor, c: torch.Tensor, K: int) -> list[slice]:
+        R, N, h, t, s = c.shape
+        step = max(1, _GroupWindowAttention.block_numbers // max(R * h * t * K * s, 1))
+        return [slice(i, min(i + step, N)) for i in range(0, N, step)]
+
+    @staticmethod
+    def _scores(q, k_pad, rho, c, idx, outside, rows):  # type: ignore[no-untyped-def]
+        """Masked scores ``(R, n, h, t, K·s)``, the keys ``(R, n, K·s, d)`` and the spatial term's layout."""
+        R, _, t, d = q.shape
+        h, s = c.shape[2], c.shape[-1]
+        n, K = rows.stop - rows.start, idx.shape[1]
+        q_b = q[:, rows]  # (R, n, t, d)
+        keys = k_pad.index_select(1, idx[rows].reshape(-1)).view(R, n, K * s, d)  # (R, n, K·s, d)
+        content = (q_b @ keys.transpose(-1, -2)).view(R, n, 1, t, K, s)  # q·k: (R, n, 1, t, K, s)
+        spatial = (q_b.reshape(R, n * t, d) @ rho.transpose(-1, -2)).view(R, n, t, h, K).transpose(2, 3)  # q·ρ: (R, n, h, t, K)
+        spatial = spatial.masked_fill(outside[rows][None, :, None, None, :], float("-inf"))
+        logits = torch.add(content, spatial.unsqueeze(-1))  # (R, n, h, t, K, s)
+        logits += c[:, rows].unsqueeze(-2)
+        return logits.view(R, n, h, t, K * s), keys, q_b
+
+    @staticmethod
+    def forward(ctx, q, k_pad, v_pad, rho, c, idx, outside):  # type: ignore[no-untyped-def]
+        R, N, h, t, s = c.shape
+        K, dv = idx.shape[1], v_pad.shape[-1]
+        out = q.new_empty(R, N, h, dv)
+        lse = q.new_empty(R, N, h, t)
+        for rows in _GroupWindowAttention._blocks(q, c, K):
+            logits, _, _ = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows)  # (R, n, h, t, K·s)
+            top = logits.amax(dim=-1, keepdim=True)  # finite: the query's own pixel is inside
+            probs = logits.sub_(top).exp_()
+            total = probs.sum(dim=-1, keepdim=True)  # (R, n, h, t, 1)
+            weights = probs.div_(total).sum(dim=3)  # Σ_t softmax: (R, n, h, K·s)
+            values = v_pad.index_select(1, idx[rows].reshape(-1)).view(R, -1, K * s, dv)  # (R, n, K·s, d)
+            out[:, rows] = weights @ values  # (R, n, h, d)
+            lse[:, rows] = (total.log_() + top).squeeze(-1)
+        ctx.save_for_backward(q, k_pad, v_pad, rho, c, idx, outside, lse)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        q, k_pad, v_pad, rho, c, idx, outside, lse = ctx.saved_tensors
+        R, N, h, t, s = c.shape
+        K, d, dv = idx.shape[1], q.shape[-1], v_pad.shape[-1]
+        grad_q, grad_c, grad_rho = torch.empty_like(q), torch.empty_like(c), torch.zeros_like(rho)
+        grad_k, grad_v = torch.zeros_like(k_pad), torch.zeros_like(v_pad)
+        for rows in _GroupWindowAttention._blocks(q, c, K):
+            n, flat = rows.stop - rows.start, idx[rows].reshape(-1)
+            logits, keys, q_b = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows)
+            probs = logits.sub_(lse[:, rows].unsqueeze(-1)).exp_()  # softmax: (R, n, h, t, K·s)
+            values = v_pad.index_select(1, flat).view(R, n, K * s, dv)  # (R, n, K·s, d)
+            g = grad[:, rows]  # (R, n, h, d)
+            grad_v.index_add_(1, flat, (probs.sum(dim=3).transpose(-1, -2) @ g).view(R, n * K, s, dv))
+            gv = (g @ values.transpose(-1, -2)).unsqueeze(3)  # g·v: (R, n, h, 1, K·s)
+            dlogits = probs * gv
+            dlogits.addcmul_(probs, dlogits.sum(dim=-1, keepdim=True), value=-1.0)  # p ⊙ (g·v − Σ p g·v)
+            grad_content = dlogits.sum(dim=2)  # Σ_h: (R, n, t, K·s)
+            scores = dlogits.view(R, n, h, t, K, s)
+            grad_spatial = scores.sum(dim=-1).transpose(2, 3).reshape(R, n * t, h * K)  # (R, n·t, h·K)
+            grad_c[:, rows] = scores.sum(dim=-2)
+            grad_q[:, rows] = grad_content @ keys + (grad_spatial @ rho).view(R, n, t, d)
+            grad_rho += grad_spatial.transpose(-1, -2) @ q_b.reshape(R, n * t, d)
+            grad_k.index_add_(1, flat, (grad_content.transpose(-1, -2) @ q_b).view(R, n * K, s, d))
+        return grad_q, grad_k, grad_v, grad_rho, grad_c, None, None
+
+
+def group_window_attention(
+    q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor
+) -> torch.Tensor:
+    """The h-dependent group layer's attention (see :class:`_GroupWindowAttention`); 16-bit inputs in float32."""
+    if q.dtype in (torch.float16, torch.bfloat16):
+        args = (q.float(), k_pad.float(), v_pad.float(), rho.float(), c.float())
+        return _GroupWindowAttention.apply(*args, idx, outside).to(q.dtype)
+    return _GroupWindowAttention.apply(q, k_pad, v_pad, rho, c, idx, outside)

@@ -41,10 +41,12 @@ element), never per query. The group layer's logits are a sum
 ``A[t,k,s] + B[h,t,k] + C[h,t,s]`` (content, spatial, group part) whose spatial part does not
 depend on ``s``, so the softmax over ``(k, s)`` factorises:
 ``softmax_{k,s} = softmax_k(B + LSE_s(A+C)) · softmax_s(A+C)``, for every table. When ``C`` does
-not depend on ``h`` (``"relative"``, ``query="own"``) the inner softmax is shared by all ``h``
-and the fast path (``implementation="factorized"``) holds only ``G²·K`` numbers per pixel and
-head; the other tables are computed a few ``h`` at a time. ``implementation="dense"`` computes
-the textbook ``G³·K`` score tensor (the official layout) and serves as the reference.
+not depend on ``h`` (``"relative"``) the inner softmax is shared by all ``h`` and the fast path
+(``implementation="factorized"``) holds only ``G²·K`` numbers per pixel and head;
+``query="own"`` has only ``G²·K`` scores to begin with; the tables that depend on ``h`` need all
+``G³·K``, computed a block of pixels at a time and never stored (:mod:`gsa_tutorial._fused`).
+``implementation="dense"`` computes the textbook ``G³·K`` score tensor for the whole map (the
+official layout) and serves as the reference.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_choice, check_group_encoding, check_input, check_int, check_window
-from ._fused import joint_sum, softmax_lse
+from ._fused import group_window_attention, softmax_lse, window_attention
 from .groups import Group, get_group
 from .positional import (
     GROUP_ENCODINGS,
@@ -270,10 +272,12 @@ class GroupSelfAttention(_SelfAttentionBase):
             :class:`LiftingSelfAttention`.
         group_encoding: ``"relative"`` (default), ``"gevit"``, ``"pair"`` or ``"official"``.
         query: ``"all"`` (default, the paper's sum over h̃) or ``"own"`` (only ``"relative"``).
-        implementation: ``"factorized"`` (default; the softmax over ``(j, ĥ)`` split into one over
-            ``ĥ`` inside each key pixel and one over the pixels, one head at a time, with the score
-            tensors recomputed in the backward pass instead of stored) or ``"dense"`` (the textbook
-            score tensor, ``|H|³·k²`` per pixel and head: the reference). Same mathematics.
+        implementation: ``"factorized"`` (default; no score tensor for the whole map: for
+            ``"relative"`` the softmax over ``(j, ĥ)`` split into one over ``ĥ`` inside each key pixel
+            and one over the pixels, shared by every ``h``; for the other choices the scores computed
+            a block of pixels at a time and recomputed in the backward pass instead of stored) or
+            ``"dense"`` (the textbook score tensor, ``|H|³·k²`` per pixel and head: the reference).
+            Same mathematics.
     """
 
     group_index: torch.Tensor  # buffer (G_h, G_t, G_s), registered in __init__
@@ -360,31 +364,38 @@ class GroupSelfAttention(_SelfAttentionBase):
         return torch.einsum("bmhtnks,bsnkmd->bhnmd", attn, v_nb)  # (B, h, N, m, d)
 
     # ---- the fast path ------------------------------------------------------------------------
-    #: Score tensors larger than this many numbers are computed in pieces, one head at a time
-    #: (recomputed in the backward pass instead of stored when gradients are needed) and, for the
-    #: tables that depend on ``h``, a few output elements at a time. Below it everything is one
-    #: batched pass, which is fastest for small maps (e.g. the CPU presets).
+    #: ``"relative"`` with ``query="all"``: score tensors larger than this many numbers are
+    #: computed one head at a time (recomputed in the backward pass instead of stored when
+    #: gradients are needed). Below it everything is one batched pass, which is fastest for small
+    #: maps. (The other choices always work in pixel blocks, :mod:`gsa_tutorial._fused`.)
     chunk_elements: int = 2**22
 
     def _forward_factorized(self, x: torch.Tensor) -> torch.Tensor:
-        """Same result as :meth:`_forward_dense` without its score tensor (module docstring).
+        """Same result as :meth:`_forward_dense` without its score tensor for the whole map (module docstring).
 
-        The logits are a sum ``A[t,k,s] + B[h,t,k] + C[h,t,s]`` (content, spatial, group) whose
-        spatial part does not depend on ``s``, so the softmax over ``(k, s)`` splits exactly::
+        Three paths, by what the group term ``C`` depends on:
 
-            softmax_{k,s} = softmax_k(B + LSE_s(A + C)) · softmax_s(A + C).
+        * ``"relative"``, ``query="all"``: the logits are a sum ``A[t,k,s] + B[h,t,k] + C[t,s]``
+          (content, spatial, group) whose spatial part does not depend on ``s`` and whose group part
+          does not depend on ``h``, so the softmax over ``(k, s)`` splits exactly::
 
-        The inner softmax (over the key's element ``s`` inside each key pixel) is shared by every
-        ``h`` when ``C`` does not depend on ``h`` (``"relative"``, and ``query="own"``): ``|H|²·k²``
-        numbers per pixel and head. For the other tables it is computed for a few ``h`` at a time
-        (``|H|³·k²`` work, but never a ``|H|³·k²`` tensor for the whole map): shifted by the maxima
-        of ``A`` and of ``C`` separately, the inner sums are matmuls of two small exponentials and the
-        values are summed by ``joint_sum`` (``gsa_tutorial/_fused.py``), which keeps no ``|H|³·k²`` tensor for the backward
-        pass (where those sums would lose digits, the chunk falls back to the max of ``A + C``). Large inputs are
-        computed one head at a time and, under autograd, recomputed in the backward pass
-        (:func:`torch.utils.checkpoint.checkpoint`) instead of storing the scores
-        (:attr:`chunk_elements`). Windows are gathered pixels-first (:func:`gsa_tutorial.windows.neighbour_index`), so
-        every contraction is a batched matmul over pixels.
+              softmax_{k,s} = softmax_k(B + LSE_s(A + C)) · softmax_s(A + C)
+
+          and the inner softmax (over the key's element ``s`` inside each key pixel) is shared by
+          every ``h``: ``|H|²·k²`` numbers per pixel and head (:meth:`_heads`). Large inputs are
+          computed one head at a time and, under autograd, recomputed in the backward pass
+          (:func:`torch.utils.checkpoint.checkpoint`) instead of storing the scores (:attr:`chunk_elements`).
+        * ``query="own"``: only ``|H|²·k²`` scores per pixel and head in the first place; one joint
+          softmax over ``(k, s)`` per query (:meth:`_own`).
+        * ``"gevit"``, ``"pair"``, ``"official"``: ``C[h,t,s]`` changes with ``h``, nothing is shared
+          across output elements, and every ``(h, t)`` has its own joint softmax: ``|H|³·k²`` scores
+          per pixel and head (:meth:`_h_dependent`).
+
+        The last two run through the fused functions of :mod:`gsa_tutorial._fused`, which compute
+        the scores a block of pixels at a time in both passes and keep only the log-sum-exps for the
+        backward pass (as flash attention does), so no score tensor for the whole map ever exists.
+        Windows are gathered pixels-first (:func:`gsa_tutorial.windows.neighbour_index`), so every
+        contraction is a batched matmul over pixels.
         """
         B, C, G, H, W = x.shape
         m, d = self.heads, self.dim_head
@@ -398,18 +409,90 @@ class GroupSelfAttention(_SelfAttentionBase):
         outside = ~inside_mask(H, W, window, x.device)  # (N, K)
         table = self._positional_table(window, scale, x).permute(2, 0, 1, 3)  # ρ(h⁻¹ d): (m, h, K, d)
         embedding = self.group_embedding.transpose(0, 1)  # (m, E, d)
+        if self.query == "own":  # |H|²·k² scores per pixel: one joint softmax, in pixel blocks
+            return self._own(q, k_pad, v_pad, table, embedding, index, outside)
+        if self.group_encoding != "relative":  # C[h, t, s] changes with h: |H|³·k² scores, in pixel blocks
+            return self._h_dependent(q, k_pad, v_pad, table, embedding, index, outside)
 
-        depends_on_h = self.group_encoding != "relative"  # C[h, t, s] changes with h
         per_head = B * N * K * G * G  # numbers in one head's inner scores
-        if per_head * m * (G if depends_on_h else 1) <= self.chunk_elements:  # small: one batched pass
-            return self._heads(q, k_pad, v_pad, table, embedding, index, outside, G).transpose(1, 2)  # (B, h, N, m, d)
-        h_chunk = max(1, min(G, self.chunk_elements // per_head))
+        if per_head * m <= self.chunk_elements:  # small: one batched pass
+            return self._heads(q, k_pad, v_pad, table, embedding, index, outside).transpose(1, 2)  # (B, h, N, m, d)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_pad, v_pad, table, embedding))
         out = []
         for i in range(m):  # one head at a time: (B, 1, N, ...) slices
-            args: tuple[Any, ...] = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside, h_chunk)
+            args: tuple[Any, ...] = tuple(t[:, i : i + 1] for t in (q, k_pad, v_pad)) + (table[i : i + 1], embedding[i : i + 1], index, outside)
             out.append(checkpoint(self._heads, *args, use_reentrant=False) if grad else self._heads(*args))
         return torch.cat(out, dim=3).transpose(1, 2)  # (B, N, h, m, d) -> (B, h, N, m, d)
+
+    def _own(
+        self,
+        q: torch.Tensor,
+        k_pad: torch.Tensor,
+        v_pad: torch.Tensor,
+        table: torch.Tensor,
+        embedding: torch.Tensor,
+        index: torch.Tensor,
+        outside: torch.Tensor,
+    ) -> torch.Tensor:
+        """``query="own"``: the joint softmax over ``(k, s)`` of each query ``(i, h)`` without a
+        factorisation (only ``|H|²·k²`` scores per pixel), by :func:`gsa_tutorial._fused.window_attention`,
+        which computes them a block of pixels at a time in both passes and stores none of them.
+
+        q ``(B, m, N, h, d)``, padded keys and values ``(B, m, P, s, d)``, ρ table ``(m, h, K, d)``,
+        embedding ``(m, E, d)`` -> ``(B, h, N, m, d)``.
+        """
+        B, m, N, G, d = q.shape
+        K = table.shape[2]
+        spatial = torch.einsum("mhkd,bmnhd->bmnhk", table, q)  # q(i,h)·ρ(h⁻¹(x_j − x_i)): (B, m, N, h, K)
+        spatial = spatial.masked_fill(outside[:, None, :], float("-inf"))  # keys outside get weight 0
+        q_e = q @ embedding.unsqueeze(1).transpose(-1, -2)  # q(i,h)·e(E): (B, m, N, h, E)
+        group_part = torch.gather(q_e, -1, self.group_index.expand(B, m, N, G, G))  # q(i,h)·e(h⁻¹s): (B, m, N, h, s)
+        rows = B * m
+        out = window_attention(
+            q.reshape(rows, N, G, d),
+            k_pad.reshape(rows, -1, G, d),
+            v_pad.reshape(rows, -1, G, d),
+            spatial.reshape(rows, N, G, K),
+            group_part.reshape(rows, N, G, G),
+            index.view(N, K),
+        )  # (B·m, N, h, d)
+        return out.view(B, m, N, G, d).permute(0, 3, 2, 1, 4)  # (B, h, N, m, d)
+
+    def _h_dependent(
+        self,
+        q: torch.Tensor,
+        k_pad: torch.Tensor,
+        v_pad: torch.Tensor,
+        table: torch.Tensor,
+        embedding: torch.Tensor,
+        index: torch.Tensor,
+        outside: torch.Tensor,
+    ) -> torch.Tensor:
+        """``query="all"`` with a table that depends on ``h`` (``"gevit"``, ``"pair"``, ``"official"``):
+        the inner softmax cannot be shared by the output elements, so every ``(h, h̃)`` pair has its
+        own joint softmax over ``(k, s)``; :func:`gsa_tutorial._fused.group_window_attention` computes
+        these ``|H|³·k²`` scores a block of pixels at a time in both passes and stores none of them.
+
+        q ``(B, m, N, t, d)``, padded keys and values ``(B, m, P, s, d)``, ρ table ``(m, h, K, d)``,
+        embedding ``(m, E, d)`` -> ``(B, h, N, m, d)``.
+        """
+        B, m, N, G, d = q.shape
+        K = table.shape[2]
+        q_e = q @ embedding.unsqueeze(1).transpose(-1, -2)  # q(i,t)·e(E): (B, m, N, t, E)
+        index_hts = self.group_index.expand(B, m, N, G, G, G)  # T[h, t, s]: (B, m, N, h, t, s)
+        group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, G, -1, -1), -1, index_hts)  # C: (B, m, N, h, t, s)
+        rows = B * m
+        rho = table.reshape(1, m, G * K, d).expand(B, -1, -1, -1).reshape(rows, G * K, d)  # each row's head: (B·m, h·K, d)
+        out = group_window_attention(
+            q.reshape(rows, N, G, d),
+            k_pad.reshape(rows, -1, G, d),
+            v_pad.reshape(rows, -1, G, d),
+            rho,
+            group_part.reshape(rows, N, G, G, G),
+            index.view(N, K),
+            outside,
+        )  # (B·m, N, h, d)
+        return out.view(B, m, N, G, d).permute(0, 3, 2, 1, 4)  # (B, h, N, m, d)
 
     def _heads(
         self,
@@ -420,83 +503,25 @@ class GroupSelfAttention(_SelfAttentionBase):
         embedding: torch.Tensor,
         index: torch.Tensor,
         outside: torch.Tensor,
-        h_chunk: int,
     ) -> torch.Tensor:
-        """The factorised attention of ``m'`` heads: q ``(B, m', N, t, d)``, padded keys and values
-        ``(B, m', P, s, d)``, ρ table ``(m', h, K, d)``, embedding ``(m', E, d)`` -> ``(B, N, h, m', d)``."""
+        """The factorised attention of ``m'`` heads for ``"relative"`` with ``query="all"``: q ``(B, m', N, t, d)``,
+        padded keys and values ``(B, m', P, s, d)``, ρ table ``(m', h, K, d)``, embedding ``(m', E, d)`` -> ``(B, N, h, m', d)``."""
         B, m, N, G, d = q.shape
         K = table.shape[2]
         k_nb = k_pad.index_select(2, index).view(B, m, N, K, G, d)  # the windows: (B, m, N, K, s, d); zero outside
         v_nb = v_pad.index_select(2, index).view(B, m, N, K, G, d)  # (B, m, N, K, s, d)
         content = (k_nb.view(B, m, N, K * G, d) @ q.transpose(-1, -2)).view(B, m, N, K, G, G)  # A, transposed: (B, m, N, K, s, t)
         q_e = q @ embedding.unsqueeze(1).transpose(-1, -2)  # q(i,t)·e(E): (B, m, N, t, E)
-        if self.query == "own":
-            spatial = torch.einsum("mhkd,bmnhd->bmnkh", table, q)  # B at t = h: (B, m, N, K, h)
-        else:
-            spatial = torch.einsum("mjd,bmntd->bmnjt", table.flatten(1, 2), q).view(B, m, N, G, K, G)  # B: (B, m, N, h, K, t)
-
-        if self.group_encoding == "relative":  # C does not depend on h: one inner softmax for every h
-            index_ts = self.group_index.view(-1, G, G)[0].expand(B, m, N, G, G)  # t⁻¹s, or h⁻¹s for "own": (B, m, N, t, s)
-            group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C^T: (B, m, N, s, t)
-            probs, lse = softmax_lse(content + group_part.unsqueeze(3), dim=-2)  # softmax_s: (B, m, N, K, s, t), (B, m, N, K, t)
-            v_bar = probs.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
-            lse = lse.masked_fill(outside[:, :, None], float("-inf"))  # keys outside get weight 0
-            if self.query == "own":
-                weights, _ = softmax_lse(spatial + lse, dim=-2)  # softmax_k at t = h: (B, m, N, K, h)
-                return torch.einsum("bmnkh,bmnkhd->bnhmd", weights, v_bar)  # Σ_k: (B, N, h, m, d)
-            weights, _ = softmax_lse(spatial + lse.unsqueeze(3), dim=-2)  # softmax_k: (B, m, N, h, K, t)
-            out = weights.reshape(B, m, N, G, K * G) @ v_bar.reshape(B, m, N, K * G, d)  # Σ_t Σ_k: (B, m, N, h, d)
-            return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
-
-        # C depends on h. The inner sums are shifted by the maxima of A over s (per t, k) and of C
-        # over s (per h, t), not by the maximum of A + C: exp(A + C - mA - mC) is then the product
-        # a·c of two small exponentials, Σ_s a·c is a matmul, and no exponential, max or sum runs
-        # over a |H|³·k² tensor. The shifts are constants of the softmax (detached: exact gradients).
-        shift_a = content.detach().amax(dim=-2, keepdim=True)  # mA: (B, m, N, K, 1, t)
-        a = (content - shift_a).exp()  # (B, m, N, K, s, t), max 1 over s
-        a_tks = a.permute(0, 1, 2, 5, 3, 4)  # (B, m, N, t, K, s)
-        shift_k = shift_a.squeeze(-2).unsqueeze(3)  # mA as a k-logit: (B, m, N, 1, K, t)
-        floor = self._underflow_floor(a.dtype)  # below it Σ_s a·c loses digits
-        chunks = []
-        for h0 in range(0, G, h_chunk):  # a few output elements at a time
-            hs = slice(h0, min(h0 + h_chunk, G))
-            c = hs.stop - hs.start
-            index_hts = self.group_index[hs].expand(B, m, N, c, G, G)  # T[h, t, s]: (B, m, N, c, t, s)
-            group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, c, -1, -1), -1, index_hts)  # C: (B, m, N, c, t, s)
-            shift_c = group_part.detach().amax(dim=-1, keepdim=True)  # mC: (B, m, N, c, t, 1)
-            e = (group_part - shift_c).exp()  # (B, m, N, c, t, s), max 1 over s
-            inner = a_tks @ e.permute(0, 1, 2, 4, 5, 3)  # S[h,t,k] = Σ_s a c: (B, m, N, t, K, c)
-            inner = inner.permute(0, 1, 2, 5, 4, 3)  # (B, m, N, c, K, t)
-            if bool((inner.detach() < floor).any()):  # A and C peak at far-apart s: the exact path
-                chunks.append(self._h_chunk_exact(content, group_part, spatial[:, :, :, hs], outside, v_nb))
-                continue
-            logits_k = (spatial[:, :, :, hs] + shift_k + inner.log()).masked_fill(outside[:, None, :, None], float("-inf"))
-            weights, _ = softmax_lse(logits_k, dim=-2)  # softmax_k of B + LSE_s(A + C): (B, m, N, c, K, t)
-            scale_ht = (weights / inner).transpose(-1, -2)  # the joint weight is U·a·c: U (B, m, N, c, t, K)
-            chunks.append(joint_sum(a_tks, e, scale_ht, v_nb))  # Σ_t Σ_k Σ_s: (B, m, N, c, d)
-        return torch.cat(chunks, dim=3).permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
-
-    @staticmethod
-    def _underflow_floor(dtype: torch.dtype) -> float:
-        """Smallest trusted ``Σ_s a·c``: below ``tiny / eps`` its terms are subnormal and lose digits."""
-        return torch.finfo(dtype).tiny / torch.finfo(dtype).eps
-
-    @staticmethod
-    def _h_chunk_exact(
-        content: torch.Tensor, group_part: torch.Tensor, spatial: torch.Tensor, outside: torch.Tensor, v_nb: torch.Tensor
-    ) -> torch.Tensor:
-        """One chunk of output elements with the max of ``A + C`` itself as the shift (never loses digits).
-
-        content ``(B, m, N, K, s, t)``, C ``(B, m, N, c, t, s)``, spatial ``(B, m, N, c, K, t)``,
-        values ``(B, m, N, K, s, d)`` -> ``(B, m, N, c, d)``.
-        """
-        B, m, N, K, G, _ = content.shape
-        c, d = group_part.shape[3], v_nb.shape[-1]
-        logits = content.unsqueeze(3) + group_part.transpose(-1, -2).unsqueeze(4)  # A + C: (B, m, N, c, K, s, t)
-        probs, lse = softmax_lse(logits, dim=-2)  # softmax_s, LSE_s: (B, m, N, c, K, s, t), (B, m, N, c, K, t)
-        weights, _ = softmax_lse(spatial + lse.masked_fill(outside[:, None, :, None], float("-inf")), dim=-2)  # softmax_k
-        total = probs @ weights.unsqueeze(-1)  # Σ_t of the joint weights: (B, m, N, c, K, s, 1)
-        return (total.view(B, m, N, c, 1, K * G) @ v_nb.view(B, m, N, 1, K * G, d)).squeeze(4)  # (B, m, N, c, d)
+        spatial = torch.einsum("mjd,bmntd->bmnjt", table.flatten(1, 2), q).view(B, m, N, G, K, G)  # B: (B, m, N, h, K, t)
+        # C does not depend on h: one inner softmax (over s, inside each key pixel) for every h
+        index_ts = self.group_index[0].expand(B, m, N, G, G)  # t⁻¹s: (B, m, N, t, s)
+        group_part = torch.gather(q_e, -1, index_ts).transpose(-1, -2)  # C^T: (B, m, N, s, t)
+        probs, lse = softmax_lse(content + group_part.unsqueeze(3), dim=-2)  # softmax_s: (B, m, N, K, s, t), (B, m, N, K, t)
+        v_bar = probs.transpose(-1, -2) @ v_nb  # Σ_s softmax_s · v: (B, m, N, K, t, d)
+        lse = lse.masked_fill(outside[:, :, None], float("-inf"))  # keys outside get weight 0
+        weights, _ = softmax_lse(spatial + lse.unsqueeze(3), dim=-2)  # softmax_k: (B, m, N, h, K, t)
+        out = weights.reshape(B, m, N, G, K * G) @ v_bar.reshape(B, m, N, K * G, d)  # Σ_t Σ_k: (B, m, N, h, d)
+        return out.permute(0, 2, 3, 1, 4)  # (B, N, h, m, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x, 5)

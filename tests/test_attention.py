@@ -302,16 +302,97 @@ def test_softmax_lse_computes_half_precision_in_float32(dtype):
     assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
 
 
-@pytest.mark.parametrize("block", [2**17, 7])
-def test_joint_sum_matches_autograd_and_passes_gradcheck(block, monkeypatch):
-    """The fused joint-weight sum of the group layer equals the explicit product, in one block or in
-    many (a tiny block size), and its hand-written backward passes gradcheck."""
+def _window_problem(gen: torch.Generator, *, rows=2, height=4, width=5, elements=3, dim=2, window=3, dtype=torch.float64):
+    """Random inputs of the fused window attentions: queries, padded keys and values, index, outside."""
+    from gsa_tutorial.windows import inside_mask, neighbour_index, pad_for_windows
+
+    q = torch.randn(rows, height * width, elements, dim, generator=gen, dtype=dtype)
+    k_pad, v_pad = (pad_for_windows(torch.randn(rows, height, width, elements, dim, generator=gen, dtype=dtype), window, dim=1) for _ in "kv")
+    return q, k_pad, v_pad, neighbour_index(height, width, window), ~inside_mask(height, width, window)
+
+
+def _windows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(R, P, s, d)`` padded map -> ``(R, N, K, s, d)`` windows (the explicit reference)."""
+    return t[:, index.reshape(-1)].view(t.shape[0], *index.shape, *t.shape[2:])
+
+
+@pytest.mark.parametrize("block", [2**19, 40])
+def test_window_attention_matches_the_explicit_softmax_and_passes_gradcheck(block, monkeypatch):
+    """query="own"'s fused attention: equal to an explicit joint softmax over (k, s), in one pixel
+    block or in many (a tiny block size), gradients included; its hand-written backward passes gradcheck."""
     from gsa_tutorial import _fused
 
-    monkeypatch.setattr(_fused._JointSum, "block_numbers", block)
+    monkeypatch.setattr(_fused._WindowAttention, "block_numbers", block)
     gen = torch.Generator().manual_seed(0)
-    a, e, u, v = (torch.rand(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
-                  for shape in [(2, 3, 4, 5, 4), (2, 3, 2, 4, 4), (2, 3, 2, 4, 5), (2, 3, 5, 4, 3)])  # fmt: skip
-    explicit = torch.einsum("...hts,...tks,...htk,...ksd->...hd", e, a, u, v)
-    torch.testing.assert_close(_fused.joint_sum(a, e, u, v), explicit, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(_fused.joint_sum, (a, e, u, v))
+    q, k_pad, v_pad, index, outside = _window_problem(gen)
+    R, N, G, _ = q.shape
+    K = index.shape[1]
+    b = torch.randn(R, N, G, K, generator=gen, dtype=q.dtype).masked_fill(outside[None, :, None], float("-inf"))
+    c = torch.randn(R, N, G, G, generator=gen, dtype=q.dtype)
+    inputs = [t.requires_grad_() for t in (q, k_pad, v_pad, b, c)]
+
+    def explicit(q, k_pad, v_pad, b, c):
+        logits = torch.einsum("rnhd,rnksd->rnhks", q, _windows(k_pad, index)) + b[..., None] + c[:, :, :, None]
+        return logits.flatten(-2).softmax(-1) @ _windows(v_pad, index).flatten(2, 3)
+
+    ours, ref = _fused.window_attention(*inputs, index), explicit(*inputs)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    weights = torch.randn(ours.shape, generator=gen, dtype=q.dtype)
+    for g_ours, g_ref in zip(torch.autograd.grad((ours * weights).sum(), inputs), torch.autograd.grad((ref * weights).sum(), inputs)):
+        torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-12)
+    b_fixed = b.detach()  # gradcheck perturbs its inputs; the -inf entries of b must stay -inf
+    assert torch.autograd.gradcheck(lambda q, k, v, c: _fused.window_attention(q, k, v, b_fixed, c, index), (q, k_pad, v_pad, c))
+
+
+@pytest.mark.parametrize("block", [2**20, 300])
+def test_group_window_attention_matches_the_explicit_softmax_and_passes_gradcheck(block, monkeypatch):
+    """The h-dependent tables' fused attention: one joint softmax over (k, s) per (h, h̃), summed over
+    h̃, equal to the explicit |H|³·k² computation in one pixel block or many, gradients included."""
+    from gsa_tutorial import _fused
+
+    monkeypatch.setattr(_fused._GroupWindowAttention, "block_numbers", block)
+    gen = torch.Generator().manual_seed(1)
+    q, k_pad, v_pad, index, outside = _window_problem(gen)
+    R, N, G, d = q.shape
+    K = index.shape[1]
+    rho = torch.randn(R, G * K, d, generator=gen, dtype=q.dtype)
+    c = torch.randn(R, N, G, G, G, generator=gen, dtype=q.dtype)
+    inputs = [t.requires_grad_() for t in (q, k_pad, v_pad, rho, c)]
+
+    def explicit(q, k_pad, v_pad, rho, c):
+        content = torch.einsum("rntd,rnksd->rntks", q, _windows(k_pad, index))  # (R, N, t, K, s)
+        spatial = torch.einsum("rntd,rjd->rntj", q, rho).view(R, N, G, G, K).transpose(2, 3)  # (R, N, h, t, K)
+        spatial = spatial.masked_fill(outside[None, :, None, None], float("-inf"))
+        logits = content[:, :, None] + spatial[..., None] + c[:, :, :, :, None]  # (R, N, h, t, K, s)
+        return logits.flatten(-2).softmax(-1).sum(3) @ _windows(v_pad, index).flatten(2, 3)
+
+    ours, ref = _fused.group_window_attention(*inputs, index, outside), explicit(*inputs)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    weights = torch.randn(ours.shape, generator=gen, dtype=q.dtype)
+    for g_ours, g_ref in zip(torch.autograd.grad((ours * weights).sum(), inputs), torch.autograd.grad((ref * weights).sum(), inputs)):
+        torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *args: _fused.group_window_attention(*args, index, outside), tuple(inputs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_window_attentions_compute_half_precision_in_float32(dtype):
+    from gsa_tutorial import _fused
+
+    gen = torch.Generator().manual_seed(2)
+    q, k_pad, v_pad, index, outside = _window_problem(gen, dtype=torch.float32)
+    R, N, G, d = q.shape
+    K = index.shape[1]
+    b = torch.randn(R, N, G, K, generator=gen).masked_fill(outside[None, :, None], float("-inf"))
+    rho, c3, c2 = torch.randn(R, G * K, d, generator=gen), torch.randn(R, N, G, G, G, generator=gen), torch.randn(R, N, G, G, generator=gen)
+    cases = [
+        (_fused.window_attention, (q, k_pad, v_pad, b, c2), (index,)),
+        (_fused.group_window_attention, (q, k_pad, v_pad, rho, c3), (index, outside)),
+    ]
+    for function, tensors, rest in cases:
+        half = [t.to(dtype).requires_grad_() for t in tensors]
+        out = function(*half, *rest)
+        assert out.dtype == dtype
+        reference = function(*(t.detach().float() for t in half), *rest)
+        torch.testing.assert_close(out.float(), reference, rtol=2e-2, atol=2e-2)
+        out.float().square().sum().backward()
+        assert all(t.grad.dtype == dtype and torch.isfinite(t.grad.float()).all() for t in half)
