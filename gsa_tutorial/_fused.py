@@ -68,6 +68,11 @@ def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Ten
     return _SoftmaxLSE.apply(x, dim)
 
 
+#: Score numbers per pixel block on a GPU (128 MiB of float32 per score tensor): few blocks, so few
+#: kernel launches, and still no score tensor of a large map at once.
+GPU_BLOCK_NUMBERS = 2**25
+
+
 class _WindowAttention(torch.autograd.Function):
     """Softmax attention of every query over its window of keys and their group elements, in pixel
     blocks, keeping only the log-sum-exp for the backward pass (which recomputes the scores).
@@ -80,13 +85,15 @@ class _WindowAttention(torch.autograd.Function):
     No ``(R, N, h, K, s)`` tensor exists for the whole map, in either pass.
     """
 
-    #: Score numbers per block (``R·n·h·K·s``): large enough for efficient matmuls, small enough for the cache.
+    #: Score numbers per block (``R·n·h·K·s``) on a CPU: large enough for efficient matmuls, small
+    #: enough for the cache. On a GPU, where launches cost more than memory traffic: :data:`GPU_BLOCK_NUMBERS`.
     block_numbers = 2**19
 
     @staticmethod
     def _blocks(q: torch.Tensor, idx: torch.Tensor, s: int) -> list[slice]:
         R, N, h, _ = q.shape
-        step = max(1, _WindowAttention.block_numbers // max(R * h * idx.shape[1] * s, 1))
+        budget = _WindowAttention.block_numbers if q.device.type == "cpu" else GPU_BLOCK_NUMBERS
+        step = max(1, budget // max(R * h * idx.shape[1] * s, 1))
         return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod
@@ -170,13 +177,15 @@ class _GroupWindowAttention(torch.autograd.Function):
     from ``q`` and ``rho`` (no ``|H|²·k²`` tensor for the whole map either).
     """
 
-    #: Score numbers per block (``R·n·|H|³·K``): large enough for efficient matmuls, small enough for the cache.
+    #: Score numbers per block (``R·n·|H|³·K``) on a CPU: large enough for efficient matmuls, small
+    #: enough for the cache. On a GPU: :data:`GPU_BLOCK_NUMBERS`.
     block_numbers = 2**20
 
     @staticmethod
     def _blocks(q: torch.Tensor, c: torch.Tensor, K: int) -> list[slice]:
         R, N, h, t, s = c.shape
-        step = max(1, _GroupWindowAttention.block_numbers // max(R * h * t * K * s, 1))
+        budget = _GroupWindowAttention.block_numbers if q.device.type == "cpu" else GPU_BLOCK_NUMBERS
+        step = max(1, budget // max(R * h * t * K * s, 1))
         return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod

@@ -479,8 +479,9 @@ class GroupSelfAttention(_SelfAttentionBase):
         B, m, N, G, d = q.shape
         K = table.shape[2]
         q_e = q @ embedding.unsqueeze(1).transpose(-1, -2)  # q(i,t)·e(E): (B, m, N, t, E)
-        index_hts = self.group_index.expand(B, m, N, G, G, G)  # T[h, t, s]: (B, m, N, h, t, s)
-        group_part = torch.gather(q_e.unsqueeze(3).expand(-1, -1, -1, G, -1, -1), -1, index_hts)  # C: (B, m, N, h, t, s)
+        E = q_e.shape[-1]
+        flat = (torch.arange(G, device=q.device)[None, :, None] * E + self.group_index).view(-1)  # t·E + T[h, t, s]: (h·t·s,)
+        group_part = q_e.flatten(-2).index_select(-1, flat)  # C = q(i,t)·e(T[h,t,s]): (B, m, N, h·t·s); backward adds into q_e
         rows = B * m
         rho = table.reshape(1, m, G * K, d).expand(B, -1, -1, -1).reshape(rows, G * K, d)  # each row's head: (B·m, h·K, d)
         out = group_window_attention(
@@ -488,7 +489,7 @@ class GroupSelfAttention(_SelfAttentionBase):
             k_pad.reshape(rows, -1, G, d),
             v_pad.reshape(rows, -1, G, d),
             rho,
-            group_part.reshape(rows, N, G, G, G),
+            group_part.view(rows, N, G, G, G),
             index.view(N, K),
             outside,
         )  # (B·m, N, h, d)

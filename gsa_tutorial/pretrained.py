@@ -1,10 +1,10 @@
 """Quick-mode GSA-Nets trained once and shipped with the package (chapter 8).
 
-Training the `small` networks on 2,500 rotated real digits takes minutes per run on one CPU
-core (an R4 run about seven), too long for a chapter that should run in two. So the runs of
-chapter 8 are trained once, by one command,
+Training the `small` networks takes up to two minutes per run on one CPU core (an R4 run on
+2,000 rotated real digits about 100 s), and chapter 8 compares eight runs: too long for a
+chapter that should run in two. So the runs of chapter 8 are trained once, by one command,
 
-    python tools/build_pretrained.py            # all records (about 20 minutes of CPU)
+    python tools/build_pretrained.py            # all records (about 8 minutes of CPU)
     python tools/build_pretrained.py --jobs 2   # two at a time
     python tools/build_pretrained.py --check    # retrain everything and compare, write nothing
 
@@ -76,8 +76,8 @@ def _upright(group: str) -> tuple[str, PretrainedSpec]:
 
 #: Chapter 8's runs, Z2 and R4 on rotated digits (three seeds each, the rotated-MNIST protocol;
 #: 2,000 training digits, 8 epochs) and on upright digits (one seed each, 1,000 digits, 6 epochs:
-#: train upright, test rotated). Sized so that all eight train in about 20 minutes of one
-#: core (an R4 run on 2,000 digits takes 5-8 minutes there); the slowest come first.
+#: train upright, test rotated). Sized so that all eight train in about 8 minutes of one
+#: core (an R4 run on 2,000 digits takes about 100 s there); the slowest come first.
 PRETRAINED_SPECS: dict[str, PretrainedSpec] = dict(
     [_rotated(g, s) for g in ("r4", "z2") for s in (0, 1, 2)] + [_upright(g) for g in ("r4", "z2")]
 )

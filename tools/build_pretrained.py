@@ -6,7 +6,7 @@ weights are written to ``<name>.pt`` (a plain state dict, loads with ``weights_o
 and its entry (sha256, full model and training configs, accuracies, the hash of the weights
 after epoch 1) to ``manifest.json``.
 
-    python tools/build_pretrained.py                    # every record (~20 min of CPU)
+    python tools/build_pretrained.py                    # every record (~8 min of CPU)
     python tools/build_pretrained.py --jobs 2           # two processes, one thread each
     python tools/build_pretrained.py --only rotated-r4-seed0 upright-r4-seed0
     python tools/build_pretrained.py --check            # retrain and compare with the manifest, write nothing
