@@ -17,6 +17,8 @@ All are checked against autograd with ``torch.autograd.gradcheck`` (tests/test_a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 __all__ = ["softmax_lse", "window_attention", "group_window_attention"]
@@ -97,7 +99,7 @@ class _WindowAttention(torch.autograd.Function):
         return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod
-    def _scores(q, k_pad, b, c, idx, rows):  # type: ignore[no-untyped-def]
+    def _scores(q: torch.Tensor, k_pad: torch.Tensor, b: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
         R, _, h, d = q.shape
         n, K, s = rows.stop - rows.start, idx.shape[1], k_pad.shape[2]
         keys = k_pad.index_select(1, idx[rows].reshape(-1)).view(R, n, K * s, d)  # (R, n, K·s, d)
@@ -107,7 +109,7 @@ class _WindowAttention(torch.autograd.Function):
         return logits.view(R, n, h, K * s), keys
 
     @staticmethod
-    def forward(ctx, q, k_pad, v_pad, b, c, idx):  # type: ignore[no-untyped-def]
+    def forward(ctx, q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, b: torch.Tensor, c: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         R, N, h, d = q.shape
         K, s = idx.shape[1], k_pad.shape[2]
         out = q.new_empty(R, N, h, v_pad.shape[-1])
@@ -125,7 +127,7 @@ class _WindowAttention(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k_pad, v_pad, b, c, idx, out, lse = ctx.saved_tensors
         R, N, h, d = q.shape
         K, s = idx.shape[1], k_pad.shape[2]
@@ -149,13 +151,29 @@ class _WindowAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, grad_b, grad_c, None
 
 
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Autocast off on ``device``: the fused attentions compute in float32 even inside ``torch.autocast``
+    (as autocast itself does for softmax), not in a 16-bit dtype the matmuls inside would be cast to."""
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:  # a device type autocast does not know: nothing to turn off
+        return contextlib.nullcontext()
+
+
+def _in_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors]
+
+
 def window_attention(
     q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, b: torch.Tensor, c: torch.Tensor, idx: torch.Tensor
 ) -> torch.Tensor:
-    """Joint softmax attention over ``(k, s)`` with additive biases (see :class:`_WindowAttention`); 16-bit inputs in float32."""
-    if q.dtype in (torch.float16, torch.bfloat16):
-        return _WindowAttention.apply(q.float(), k_pad.float(), v_pad.float(), b.float(), c.float(), idx).to(q.dtype)
-    return _WindowAttention.apply(q, k_pad, v_pad, b, c, idx)
+    """Joint softmax attention over ``(k, s)`` with additive biases (see :class:`_WindowAttention`).
+
+    16-bit inputs, and every input inside ``torch.autocast``, are computed in float32; the result has ``q``'s dtype.
+    """
+    with _without_autocast(q.device):
+        out = _WindowAttention.apply(*_in_float32(q, k_pad, v_pad, b, c), idx)
+    return out.to(q.dtype)
 
 
 class _GroupWindowAttention(torch.autograd.Function):
@@ -189,7 +207,9 @@ class _GroupWindowAttention(torch.autograd.Function):
         return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod
-    def _scores(q, k_pad, rho, c, idx, outside, rows):  # type: ignore[no-untyped-def]
+    def _scores(
+        q: torch.Tensor, k_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor, rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masked scores ``(R, n, h, t, K·s)``, the keys ``(R, n, K·s, d)`` and the spatial term's layout."""
         R, _, t, d = q.shape
         h, s = c.shape[2], c.shape[-1]
@@ -204,7 +224,9 @@ class _GroupWindowAttention(torch.autograd.Function):
         return logits.view(R, n, h, t, K * s), keys, q_b
 
     @staticmethod
-    def forward(ctx, q, k_pad, v_pad, rho, c, idx, outside):  # type: ignore[no-untyped-def]
+    def forward(
+        ctx, q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor
+    ) -> torch.Tensor:
         R, N, h, t, s = c.shape
         K, dv = idx.shape[1], v_pad.shape[-1]
         out = q.new_empty(R, N, h, dv)
@@ -223,7 +245,7 @@ class _GroupWindowAttention(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k_pad, v_pad, rho, c, idx, outside, lse = ctx.saved_tensors
         R, N, h, t, s = c.shape
         K, d, dv = idx.shape[1], q.shape[-1], v_pad.shape[-1]
@@ -252,8 +274,10 @@ class _GroupWindowAttention(torch.autograd.Function):
 def group_window_attention(
     q: torch.Tensor, k_pad: torch.Tensor, v_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor
 ) -> torch.Tensor:
-    """The h-dependent group layer's attention (see :class:`_GroupWindowAttention`); 16-bit inputs in float32."""
-    if q.dtype in (torch.float16, torch.bfloat16):
-        args = (q.float(), k_pad.float(), v_pad.float(), rho.float(), c.float())
-        return _GroupWindowAttention.apply(*args, idx, outside).to(q.dtype)
-    return _GroupWindowAttention.apply(q, k_pad, v_pad, rho, c, idx, outside)
+    """The h-dependent group layer's attention (see :class:`_GroupWindowAttention`).
+
+    16-bit inputs, and every input inside ``torch.autocast``, are computed in float32; the result has ``q``'s dtype.
+    """
+    with _without_autocast(q.device):
+        out = _GroupWindowAttention.apply(*_in_float32(q, k_pad, v_pad, rho, c), idx, outside)
+    return out.to(q.dtype)

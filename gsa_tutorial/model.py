@@ -117,10 +117,11 @@ class GSANetConfig:
     # "own" (h̃ = h, with e(h⁻¹ĥ)). Default "relative" + "own", by measurement
     # (benchmarks/results/encodings.json, rule gsa_tutorial.stored.recommend_encoding): on rotated MNIST
     # digits (small preset, 3 seeds) the four exact R4 choices were within one standard deviation
-    # of the best (gevit 50.6 ± 3.6 %, pair 48.9 ± 2.2 %, own 48.6 ± 2.5 %, relative + all
-    # 47.4 ± 1.8 %), and "own" is the cheapest that sees orientation: 0.12x the time and 0.044x the
-    # memory of the official layer at the rotMNIST R8 size (cpu-variants.json), where "relative" +
-    # "all" is blind to orientation and gevit / pair cost |H| times more.
+    # of the best (own 50.6 ± 5.5 %, gevit 49.8 ± 5.9 %, pair 48.4 ± 2.0 %, relative + all
+    # 48.2 ± 1.3 %), and "own" is the cheapest of them (6.4 s per epoch against 10.7-12.4 s) and
+    # sees orientation: 0.043x the time and 0.047x the memory of the official layer at the rotMNIST
+    # R8 size (cpu-variants.json), where gevit / pair need |H| times more scores (0.23x / 0.25x
+    # the official time) and "relative" + "all" is blind to orientation.
     group_encoding: str = "relative"
     query: str = "own"
     # Fixed per-channel standardisation inside the model, so it takes images in [0, 1] and

@@ -396,3 +396,23 @@ def test_fused_window_attentions_compute_half_precision_in_float32(dtype):
         torch.testing.assert_close(out.float(), reference, rtol=2e-2, atol=2e-2)
         out.float().square().sum().backward()
         assert all(t.grad.dtype == dtype and torch.isfinite(t.grad.float()).all() for t in half)
+
+
+def test_fused_window_attentions_stay_in_float32_inside_autocast():
+    """Inside torch.autocast (bfloat16 on the CPU) the fused attentions keep float32 arithmetic: the
+    result equals the one without autocast to float32 round-off, not to bfloat16's 1e-2."""
+    from gsa_tutorial import _fused
+
+    gen = torch.Generator().manual_seed(3)
+    q, k_pad, v_pad, index, outside = _window_problem(gen, dtype=torch.float32, dim=8)
+    R, N, G, d = q.shape
+    K = index.shape[1]
+    b = torch.randn(R, N, G, K, generator=gen).masked_fill(outside[None, :, None], float("-inf"))
+    rho, c3, c2 = torch.randn(R, G * K, d, generator=gen), torch.randn(R, N, G, G, G, generator=gen), torch.randn(R, N, G, G, generator=gen)
+    for function, args in [(_fused.window_attention, (q, k_pad, v_pad, b, c2, index)),
+                           (_fused.group_window_attention, (q, k_pad, v_pad, rho, c3, index, outside))]:  # fmt: skip
+        plain = function(*args)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = function(*args)
+        assert inside.dtype == torch.float32
+        torch.testing.assert_close(inside, plain, rtol=1e-5, atol=1e-5)
