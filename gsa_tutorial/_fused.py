@@ -18,6 +18,7 @@ All are checked against autograd with ``torch.autograd.gradcheck`` (tests/test_a
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 
@@ -70,6 +71,22 @@ def softmax_lse(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Ten
     return _SoftmaxLSE.apply(x, dim)
 
 
+def _exp_shifted(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``exp(logits - shift)`` in place, with the exponent clamped from below at ``4·log(eps)``.
+
+    The exponential of a number far below zero (a masked key, a very unlikely one) underflows, and
+    the CPU's vectorised ``exp`` takes a slow path for it: with a few percent of such entries it is
+    2-6 times slower; and subnormal weights make the matmuls of the backward pass several times
+    slower again. Clamped, those entries get the weight ``eps⁴`` (about 2e-28 in float32, 2e-63 in
+    float64) instead of a subnormal number or zero: far below the last bit of every softmax sum,
+    which is at least 1 (the maximum contributes ``exp(0)``), so the sums, the weights of all other
+    keys and the outputs are unchanged to round-off, and a key outside the image still adds nothing
+    to the output (its value is the zero padding).
+    """
+    floor = 4.0 * math.log(torch.finfo(logits.dtype).eps)
+    return logits.sub_(shift).clamp_(min=floor).exp_()
+
+
 #: Score numbers per pixel block on a GPU (128 MiB of float32 per score tensor): few blocks, so few
 #: kernel launches, and still no score tensor of a large map at once.
 GPU_BLOCK_NUMBERS = 2**25
@@ -117,7 +134,7 @@ class _WindowAttention(torch.autograd.Function):
         for rows in _WindowAttention._blocks(q, idx, s):
             logits, _ = _WindowAttention._scores(q, k_pad, b, c, idx, rows)  # (R, n, h, K·s)
             top = logits.amax(dim=-1, keepdim=True)  # finite: the query's own pixel is inside
-            probs = logits.sub_(top).exp_()
+            probs = _exp_shifted(logits, top)
             total = probs.sum(dim=-1, keepdim=True)
             values = v_pad.index_select(1, idx[rows].reshape(-1)).view(R, -1, K * s, v_pad.shape[-1])  # (R, n, K·s, d)
             out[:, rows] = (probs @ values).div_(total)  # (R, n, h, d)
@@ -138,7 +155,7 @@ class _WindowAttention(torch.autograd.Function):
         for rows in _WindowAttention._blocks(q, idx, s):
             flat = idx[rows].reshape(-1)
             logits, keys = _WindowAttention._scores(q, k_pad, b, c, idx, rows)
-            probs = logits.sub_(lse[:, rows].unsqueeze(-1)).exp_()  # (R, n, h, K·s)
+            probs = _exp_shifted(logits, lse[:, rows].unsqueeze(-1))  # (R, n, h, K·s)
             values = v_pad.index_select(1, flat).view(R, -1, K * s, v_pad.shape[-1])  # (R, n, K·s, d)
             g = grad[:, rows]  # (R, n, h, d)
             grad_v.index_add_(1, flat, (probs.transpose(-1, -2) @ g).view(R, -1, s, v_pad.shape[-1]))
@@ -207,21 +224,34 @@ class _GroupWindowAttention(torch.autograd.Function):
         return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
     @staticmethod
+    def _spread(s: int, K: int, like: torch.Tensor) -> torch.Tensor:
+        """The 0/1 matrix ``(s + K, K·s)`` that spreads ``[c[s'], b[k']]`` over the keys ``(k, s)``:
+        ``[c, b] @ spread = c[s] + b[k]``, one matmul instead of two broadcast additions (exact: every
+        column adds one entry of ``c`` and one of ``b`` to zeros)."""
+        column = torch.arange(K * s, device=like.device)
+        rows = torch.arange(s + K, device=like.device)[:, None]
+        return ((rows == column % s) | (rows == s + column // s)).to(like.dtype)
+
+    @staticmethod
     def _scores(
-        q: torch.Tensor, k_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor, rows: slice
+        q: torch.Tensor, k_pad: torch.Tensor, rho: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, outside: torch.Tensor, rows: slice, spread: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Masked scores ``(R, n, h, t, K·s)``, the keys ``(R, n, K·s, d)`` and the spatial term's layout."""
+        """Masked scores ``(R, n, h, t, K·s)``, the keys ``(R, n, K·s, d)`` and the block's queries ``(R, n, t, d)``.
+
+        Keys outside the image get the spatial term ``-max/4`` of the dtype instead of ``-inf`` (a
+        matmul cannot carry ``-inf``): their softmax weight is exactly zero all the same.
+        """
         R, _, t, d = q.shape
         h, s = c.shape[2], c.shape[-1]
         n, K = rows.stop - rows.start, idx.shape[1]
         q_b = q[:, rows]  # (R, n, t, d)
         keys = k_pad.index_select(1, idx[rows].reshape(-1)).view(R, n, K * s, d)  # (R, n, K·s, d)
-        content = (q_b @ keys.transpose(-1, -2)).view(R, n, 1, t, K, s)  # q·k: (R, n, 1, t, K, s)
         spatial = (q_b.reshape(R, n * t, d) @ rho.transpose(-1, -2)).view(R, n, t, h, K).transpose(2, 3)  # q·ρ: (R, n, h, t, K)
-        spatial = spatial.masked_fill(outside[rows][None, :, None, None, :], float("-inf"))
-        logits = torch.add(content, spatial.unsqueeze(-1))  # (R, n, h, t, K, s)
-        logits += c[:, rows].unsqueeze(-2)
-        return logits.view(R, n, h, t, K * s), keys, q_b
+        spatial = spatial.masked_fill(outside[rows][None, :, None, None, :], -0.25 * torch.finfo(q.dtype).max)
+        terms = torch.cat([c[:, rows], spatial], dim=-1)  # [c, b]: (R, n, h, t, s + K)
+        logits = (terms.view(-1, s + K) @ spread).view(R, n, h, t, K * s)  # c[h,t,s] + b[h,t,k]
+        logits += (q_b @ keys.transpose(-1, -2)).unsqueeze(2)  # + q·k: (R, n, h, t, K·s)
+        return logits, keys, q_b
 
     @staticmethod
     def forward(
@@ -231,10 +261,11 @@ class _GroupWindowAttention(torch.autograd.Function):
         K, dv = idx.shape[1], v_pad.shape[-1]
         out = q.new_empty(R, N, h, dv)
         lse = q.new_empty(R, N, h, t)
+        spread = _GroupWindowAttention._spread(s, K, q)
         for rows in _GroupWindowAttention._blocks(q, c, K):
-            logits, _, _ = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows)  # (R, n, h, t, K·s)
+            logits, _, _ = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows, spread)  # (R, n, h, t, K·s)
             top = logits.amax(dim=-1, keepdim=True)  # finite: the query's own pixel is inside
-            probs = logits.sub_(top).exp_()
+            probs = _exp_shifted(logits, top)
             total = probs.sum(dim=-1, keepdim=True)  # (R, n, h, t, 1)
             weights = probs.div_(total).sum(dim=3)  # Σ_t softmax: (R, n, h, K·s)
             values = v_pad.index_select(1, idx[rows].reshape(-1)).view(R, -1, K * s, dv)  # (R, n, K·s, d)
@@ -251,10 +282,11 @@ class _GroupWindowAttention(torch.autograd.Function):
         K, d, dv = idx.shape[1], q.shape[-1], v_pad.shape[-1]
         grad_q, grad_c, grad_rho = torch.empty_like(q), torch.empty_like(c), torch.zeros_like(rho)
         grad_k, grad_v = torch.zeros_like(k_pad), torch.zeros_like(v_pad)
+        spread = _GroupWindowAttention._spread(s, K, q)
         for rows in _GroupWindowAttention._blocks(q, c, K):
             n, flat = rows.stop - rows.start, idx[rows].reshape(-1)
-            logits, keys, q_b = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows)
-            probs = logits.sub_(lse[:, rows].unsqueeze(-1)).exp_()  # softmax: (R, n, h, t, K·s)
+            logits, keys, q_b = _GroupWindowAttention._scores(q, k_pad, rho, c, idx, outside, rows, spread)
+            probs = _exp_shifted(logits, lse[:, rows].unsqueeze(-1))  # softmax: (R, n, h, t, K·s)
             values = v_pad.index_select(1, flat).view(R, n, K * s, dv)  # (R, n, K·s, d)
             g = grad[:, rows]  # (R, n, h, d)
             grad_v.index_add_(1, flat, (probs.sum(dim=3).transpose(-1, -2) @ g).view(R, n * K, s, dv))
@@ -262,9 +294,9 @@ class _GroupWindowAttention(torch.autograd.Function):
             dlogits = probs * gv
             dlogits.addcmul_(probs, dlogits.sum(dim=-1, keepdim=True), value=-1.0)  # p ⊙ (g·v − Σ p g·v)
             grad_content = dlogits.sum(dim=2)  # Σ_h: (R, n, t, K·s)
-            scores = dlogits.view(R, n, h, t, K, s)
-            grad_spatial = scores.sum(dim=-1).transpose(2, 3).reshape(R, n * t, h * K)  # (R, n·t, h·K)
-            grad_c[:, rows] = scores.sum(dim=-2)
+            grad_terms = (dlogits.view(-1, K * s) @ spread.T).view(R, n, h, t, s + K)  # [Σ_k, Σ_s] of the scores
+            grad_c[:, rows] = grad_terms[..., :s]
+            grad_spatial = grad_terms[..., s:].transpose(2, 3).reshape(R, n * t, h * K)  # (R, n·t, h·K); 0 outside
             grad_q[:, rows] = grad_content @ keys + (grad_spatial @ rho).view(R, n, t, d)
             grad_rho += grad_spatial.transpose(-1, -2) @ q_b.reshape(R, n * t, d)
             grad_k.index_add_(1, flat, (grad_content.transpose(-1, -2) @ q_b).view(R, n * K, s, d))
