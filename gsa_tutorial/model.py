@@ -119,8 +119,8 @@ class GSANetConfig:
     # digits (small preset, 3 seeds) the four exact R4 choices were within one standard deviation
     # of the best (own 50.6 ± 5.5 %, gevit 49.8 ± 5.9 %, pair 48.4 ± 2.0 %, relative + all
     # 48.2 ± 1.3 %), and "own" is the cheapest of them (6.4 s per epoch against 10.7-12.4 s) and
-    # sees orientation: 0.043x the time and 0.047x the memory of the official layer at the rotMNIST
-    # R8 size (cpu-variants.json), where gevit / pair need |H| times more scores (0.23x / 0.25x
+    # sees orientation: 0.062x the time and 0.047x the memory of the official layer at the rotMNIST
+    # R8 size (cpu-variants.json), where gevit / pair need |H| times more scores (0.24x / 0.31x
     # the official time) and "relative" + "all" is blind to orientation.
     group_encoding: str = "relative"
     query: str = "own"
