@@ -92,6 +92,14 @@ def _exp_shifted(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 GPU_BLOCK_NUMBERS = 2**25
 
 
+def _pixel_blocks(pixels: int, per_pixel: int, cpu_budget: int, device: torch.device) -> list[slice]:
+    """Slices of the pixel axis holding at most ``cpu_budget`` score numbers each on a CPU
+    (:data:`GPU_BLOCK_NUMBERS` elsewhere), at least one pixel per block."""
+    budget = cpu_budget if device.type == "cpu" else GPU_BLOCK_NUMBERS
+    step = max(1, budget // max(per_pixel, 1))
+    return [slice(i, min(i + step, pixels)) for i in range(0, pixels, step)]
+
+
 class _WindowAttention(torch.autograd.Function):
     """Softmax attention of every query over its window of keys and their group elements, in pixel
     blocks, keeping only the log-sum-exp for the backward pass (which recomputes the scores).
@@ -111,9 +119,7 @@ class _WindowAttention(torch.autograd.Function):
     @staticmethod
     def _blocks(q: torch.Tensor, idx: torch.Tensor, s: int) -> list[slice]:
         R, N, h, _ = q.shape
-        budget = _WindowAttention.block_numbers if q.device.type == "cpu" else GPU_BLOCK_NUMBERS
-        step = max(1, budget // max(R * h * idx.shape[1] * s, 1))
-        return [slice(i, min(i + step, N)) for i in range(0, N, step)]
+        return _pixel_blocks(N, R * h * idx.shape[1] * s, _WindowAttention.block_numbers, q.device)
 
     @staticmethod
     def _scores(q: torch.Tensor, k_pad: torch.Tensor, b: torch.Tensor, c: torch.Tensor, idx: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,9 +225,7 @@ class _GroupWindowAttention(torch.autograd.Function):
     @staticmethod
     def _blocks(q: torch.Tensor, c: torch.Tensor, K: int) -> list[slice]:
         R, N, h, t, s = c.shape
-        budget = _GroupWindowAttention.block_numbers if q.device.type == "cpu" else GPU_BLOCK_NUMBERS
-        step = max(1, budget // max(R * h * t * K * s, 1))
-        return [slice(i, min(i + step, N)) for i in range(0, N, step)]
+        return _pixel_blocks(N, R * h * t * K * s, _GroupWindowAttention.block_numbers, q.device)
 
     @staticmethod
     def _spread(s: int, K: int, like: torch.Tensor) -> torch.Tensor:
